@@ -1,0 +1,181 @@
+//! kaon's workflow model.
+//!
+//! A workflow file (TOML) declares parameters, steps and a flow; this crate
+//! reads it into a [`spec::Workflow`], checks it with precise diagnostics,
+//! and turns it into a [`plan::Plan`]: a graph whose for-each, repeat and
+//! conditional blocks and sub-workflows stay structured until run time.
+//!
+//! ```no_run
+//! let loaded = kaon_model::load(std::path::Path::new("examples/recsys/recsys.toml"));
+//! match &loaded.result {
+//!     Some(v) => println!("{} steps", v.workflow.steps.len()),
+//!     None => eprint!("{}", loaded.diagnostics.render(&loaded.sources, false)),
+//! }
+//! ```
+
+pub mod constraints;
+pub mod diag;
+pub mod expr;
+pub mod flow;
+pub mod load;
+pub mod plan;
+pub mod spec;
+pub mod types;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use crate::diag::{Code, Diagnostic, Diagnostics, FileId, SourceMap, Span};
+use crate::plan::{Plan, PlanBuilder};
+use crate::spec::{StepKind, Workflow};
+use crate::validate::{ChildInfo, Facts};
+
+/// A workflow that passed validation, with its plan and its sub-workflows.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    /// The workflow as written.
+    pub workflow: Workflow,
+    /// What runs after what.
+    pub plan: Plan,
+    /// Facts for users of this workflow (output types).
+    pub facts: Facts,
+    /// The validated child of each sub-workflow step, by step name.
+    pub children: IndexMap<String, Validated>,
+}
+
+/// The outcome of loading a workflow file.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Every file read (for rendering diagnostics).
+    pub sources: SourceMap,
+    /// Errors and warnings, from all files.
+    pub diagnostics: Diagnostics,
+    /// The workflow, when there are no errors.
+    pub result: Option<Validated>,
+}
+
+/// Reads, checks and plans the workflow at `path` and its sub-workflows.
+pub fn load(path: &Path) -> Loaded {
+    let mut l = Loader::default();
+    let result = l.file(path, None);
+    l.finish(result)
+}
+
+/// Like [`load`] for text already in memory (`path` names it in messages
+/// and anchors relative sub-workflow paths).
+pub fn load_str(path: &Path, text: &str) -> Loaded {
+    let mut l = Loader::default();
+    let result = l.text(path, text.to_string());
+    l.finish(result)
+}
+
+#[derive(Default)]
+struct Loader {
+    sources: SourceMap,
+    diags: Diagnostics,
+    /// Canonical paths of the files being loaded, outermost first.
+    stack: Vec<PathBuf>,
+}
+
+impl Loader {
+    fn finish(self, result: Option<Validated>) -> Loaded {
+        let ok = !self.diags.has_errors();
+        Loaded {
+            sources: self.sources,
+            diagnostics: self.diags,
+            result: result.filter(|_| ok),
+        }
+    }
+
+    /// Loads a file; `from` is the `workflow = "..."` setting that named it.
+    fn file(&mut self, path: &Path, from: Option<(FileId, Span)>) -> Option<Validated> {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(pos) = self.stack.iter().position(|p| *p == canonical) {
+            let (file, span) = from.unwrap_or_default();
+            let chain: Vec<String> = self.stack[pos..]
+                .iter()
+                .chain(std::iter::once(&canonical))
+                .map(|p| {
+                    p.file_name().map_or_else(
+                        || p.display().to_string(),
+                        |f| f.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            self.diags.push(
+                Diagnostic::error(
+                    Code::Cycle,
+                    file,
+                    span,
+                    format!("sub-workflows include each other: {}", chain.join(" -> ")),
+                )
+                .with_help(
+                    "a workflow cannot run itself as a sub-workflow, directly or through others",
+                ),
+            );
+            return None;
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.text(path, text),
+            Err(e) => {
+                let (file, span) = match from {
+                    Some(f) => f,
+                    None => (self.sources.add(path, String::new()), Span::default()),
+                };
+                self.diags.push(
+                    Diagnostic::error(Code::Io, file, span, format!("cannot read `{}`: {e}", path.display()))
+                        .with_help("check the path; sub-workflow paths are relative to the file that names them"),
+                );
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, path: &Path, text: String) -> Option<Validated> {
+        let file = self.sources.add(path, text);
+        let text = self.sources.text(file).to_string();
+        let workflow = load::decode(&text, file, path, &mut self.diags)?;
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.stack.push(canonical);
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut children = IndexMap::new();
+        for (name, step) in &workflow.steps {
+            if let StepKind::SubWorkflow(sw) = &step.kind {
+                let child_path = base.join(&sw.workflow);
+                if let Some(v) = self.file(&child_path, Some((file, sw.workflow_span))) {
+                    children.insert(name.clone(), v);
+                }
+            }
+        }
+        self.stack.pop();
+        let infos: HashMap<String, ChildInfo<'_>> = children
+            .iter()
+            .map(|(k, v): (&String, &Validated)| {
+                (
+                    k.clone(),
+                    ChildInfo {
+                        workflow: &v.workflow,
+                        facts: &v.facts,
+                    },
+                )
+            })
+            .collect();
+        let errors_before = self.diags.error_count();
+        let facts = validate::check(&workflow, &infos, &mut self.diags);
+        drop(infos);
+        if self.diags.error_count() > errors_before {
+            return None;
+        }
+        let child_plan = |name: &str| children.get(name).map(|c: &Validated| c.plan.clone());
+        let plan = PlanBuilder::new(&workflow, &child_plan).build();
+        Some(Validated {
+            workflow,
+            plan,
+            facts,
+            children,
+        })
+    }
+}

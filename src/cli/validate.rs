@@ -1,0 +1,39 @@
+//! `kaon validate FILE`
+
+use std::process::ExitCode;
+
+use super::{FileArg, load_reporting};
+
+/// Check a workflow file and report every problem with its file:line:col.
+///
+/// Exits 0 when the file is valid (warnings are printed but do not fail),
+/// 1 when it has errors.
+///
+/// Example:
+///   kaon validate examples/recsys/recsys.toml
+///   kaon validate --diagnostics short wf.toml   # one line per problem
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    #[command(flatten)]
+    file: FileArg,
+}
+
+pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
+    let (loaded, ok) = load_reporting(&args.file.file, args.file.diagnostics, color);
+    let Some(v) = loaded.result.filter(|_| ok) else {
+        return Ok(ExitCode::from(1));
+    };
+    let c = v.plan.counts();
+    println!(
+        "{}: workflow `{}` is valid ({} steps, {} for-each, {} repeat, {} when, {} sub-workflow)",
+        args.file.file.display(),
+        v.workflow.name,
+        c.steps,
+        c.for_each,
+        c.repeats,
+        c.whens,
+        c.subworkflows
+    );
+    Ok(ExitCode::SUCCESS)
+}
