@@ -250,8 +250,10 @@ impl Parser<'_> {
         let start = self.here();
         let mut items = Vec::new();
         loop {
+            // Whether the element *ends in a block closer* is a matter of
+            // syntax: `sequence(x)` and `(x)` end in `)` even when x is a block.
+            let was_block = self.at_block_opener();
             let elem = self.element()?;
-            let was_block = elem.is_block();
             items.push(elem);
             if self.peek() == &TokenKind::Arrow {
                 let arrow = self.bump();

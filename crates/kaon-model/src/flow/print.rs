@@ -317,10 +317,14 @@ impl Printer {
             // Branches are separated only by line breaks, so a branch must
             // not end in a block closer (it would take the next branch as its
             // successor): such branches are printed as `sequence(...)`.
-            let ends_in_block = b.items().last().is_some_and(Flow::is_block);
+            // Likewise a branch that starts with a block would be read as
+            // the continuation of the branch before it.
+            let items = b.items();
+            let edge_block = items.last().is_some_and(Flow::is_block)
+                || items.first().is_some_and(Flow::is_block);
             if b.is_block() {
                 self.v_body(b, base + 2);
-            } else if ends_in_block {
+            } else if edge_block {
                 self.v_list(b.items(), base + 2);
             } else {
                 self.v_elem(b, base + 2);
