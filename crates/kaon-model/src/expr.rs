@@ -467,7 +467,7 @@ mod tests {
     use super::*;
 
     fn tpl(s: &str) -> Template {
-        parse_template(s, |a, b| Span::new(a, b), Span::default()).expect("parses")
+        parse_template(s, Span::new, Span::default()).expect("parses")
     }
 
     #[test]
@@ -495,10 +495,10 @@ mod tests {
 
     #[test]
     fn bad_refs_are_errors_with_offsets() {
-        let e = parse_template("ab ${x.1y}", |a, b| Span::new(a, b), Span::default())
+        let e = parse_template("ab ${x.1y}", Span::new, Span::default())
             .expect_err("bad segment");
         assert_eq!((e.start, e.end), (7, 9));
-        let e = parse_template("${open", |a, b| Span::new(a, b), Span::default())
+        let e = parse_template("${open", Span::new, Span::default())
             .expect_err("unclosed");
         assert_eq!(e.start, 0);
     }

@@ -493,8 +493,8 @@ impl Decoder<'_, '_> {
                             }
                         },
                     };
-                    if let (Some(d), Some(dv)) = (&default, self.get(pt, "default")) {
-                        if !ty.accepts_value(d) {
+                    if let (Some(d), Some(dv)) = (&default, self.get(pt, "default"))
+                        && !ty.accepts_value(d) {
                             self.err(
                                 Code::TypeMismatch,
                                 span_of(dv),
@@ -502,7 +502,6 @@ impl Decoder<'_, '_> {
                             )
                             .help = Some(format!("give a {ty} value, or change `type`"));
                         }
-                    }
                     Param {
                         ty,
                         default,
@@ -563,11 +562,10 @@ impl Decoder<'_, '_> {
             let Some(st) = self.table(sv, &format!("step `{name}`")) else {
                 continue;
             };
-            if let Some(step) = self.step(&name, span, st) {
-                if name_ok {
+            if let Some(step) = self.step(&name, span, st)
+                && name_ok {
                     out.insert(name, step);
                 }
-            }
         }
         out
     }
@@ -612,7 +610,7 @@ impl Decoder<'_, '_> {
 
         let kind = match kind_name.as_str() {
             "command" => StepKind::Command(self.command(name, span, t)?),
-            "spark" => StepKind::Spark(self.spark(name, span, t)?),
+            "spark" => StepKind::Spark(Box::new(self.spark(name, span, t)?)),
             "subworkflow" => StepKind::SubWorkflow(self.subworkflow(name, span, t)?),
             "wait" => StepKind::Wait(WaitStep {
                 signal: match self.get(t, "signal") {
@@ -861,8 +859,8 @@ impl Decoder<'_, '_> {
         if let Some(v) = self.get(t, "spark") {
             s.version_span = span_of(v);
             s.version = self.string(v, "`spark`");
-            if let Some(ver) = &s.version {
-                if !valid_version(ver) {
+            if let Some(ver) = &s.version
+                && !valid_version(ver) {
                     self.err(
                         Code::InvalidValue,
                         s.version_span,
@@ -870,7 +868,6 @@ impl Decoder<'_, '_> {
                     )
                     .help = Some("write a version like \"3.5\" or \"4.0.1\"".into());
                 }
-            }
         }
         s.app = self.get(t, "app").and_then(|v| self.template(v, "`app`"));
         s.sql = self.get(t, "sql").and_then(|v| self.template(v, "`sql`"));
@@ -905,12 +902,11 @@ impl Decoder<'_, '_> {
         if let Some(v) = self.get(t, "master") {
             s.master_span = span_of(v);
             s.master = self.string(v, "`master`");
-            if let Some(m) = &s.master {
-                if !valid_master(m) {
+            if let Some(m) = &s.master
+                && !valid_master(m) {
                     self.err(Code::InvalidValue, s.master_span, format!("`{m}` is not a Spark master URL"))
                         .help = Some("use `local`, `local[N]`, `local[*]`, `spark://host:port`, `yarn`, `k8s://https://host:port` or `mesos://host:port`".into());
                 }
-            }
         }
         s.cluster = self
             .get(t, "cluster")
@@ -981,8 +977,8 @@ impl Decoder<'_, '_> {
         };
         let workflow = PathBuf::from(self.string(v, "`workflow`")?);
         let mut params = IndexMap::new();
-        if let Some(pv) = self.get(t, "params") {
-            if let Some(pt) = self.table(pv, "`params`") {
+        if let Some(pv) = self.get(t, "params")
+            && let Some(pt) = self.table(pv, "`params`") {
                 for (k, val) in pt.iter() {
                     let tpl = match val.get_ref() {
                         DeValue::Array(_) | DeValue::Table(_) => {
@@ -998,7 +994,6 @@ impl Decoder<'_, '_> {
                     params.insert(k.get_ref().to_string(), tpl);
                 }
             }
-        }
         Some(SubWorkflowStep {
             workflow,
             params,

@@ -153,7 +153,7 @@ pub enum StepKind {
     /// Any program, as a child process.
     Command(CommandStep),
     /// A Spark application.
-    Spark(SparkStep),
+    Spark(Box<SparkStep>),
     /// Another workflow, run as a child run.
     SubWorkflow(SubWorkflowStep),
     /// Parks until a signal arrives.

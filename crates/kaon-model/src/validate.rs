@@ -532,13 +532,12 @@ impl Checker<'_> {
         let templates: Vec<Template> = step.templates().into_iter().cloned().collect();
         for t in &templates {
             for r in t.refs() {
-                if let RefTarget::Output { step: target, .. } = r.target() {
-                    if target == id.name {
+                if let RefTarget::Output { step: target, .. } = r.target()
+                    && target == id.name {
                         self.error(Code::NotUpstream, r.span, format!("step `{}` reads its own output `{r}`", id.name))
                             .help = Some("a step's outputs exist only after it ends; pass the value through a file instead".into());
                         continue;
                     }
-                }
                 self.resolve(r, scope, &reader, &[n], false);
             }
         }
@@ -619,8 +618,8 @@ impl Checker<'_> {
     }
 
     fn condition(&mut self, e: &Expr, scope: &Scope, at: &[NodeIndex], what: &str) {
-        if let Some(t) = self.expr_type(e, scope, at, what) {
-            if !Type::Bool.accepts(&t) {
+        if let Some(t) = self.expr_type(e, scope, at, what)
+            && !Type::Bool.accepts(&t) {
                 self.error(
                     Code::TypeMismatch,
                     e.span(),
@@ -628,7 +627,6 @@ impl Checker<'_> {
                 )
                 .help = Some(format!("compare it, e.g. `{e} == ...`"));
             }
-        }
     }
 
     fn expr_type(&mut self, e: &Expr, scope: &Scope, at: &[NodeIndex], what: &str) -> Option<Type> {
