@@ -38,9 +38,15 @@ fn big_workflow(steps: usize, blocks: usize) -> String {
     };
     for b in 0..blocks {
         let head = step(&mut decls, None);
-        let _ = write!(flow, "{}{head} **(x{b} = [\"a\", \"b\", \"c\"]) --< (", if b == 0 { "" } else { " -> " });
+        let _ = write!(
+            flow,
+            "{}{head} **(x{b} = [\"a\", \"b\", \"c\"]) --< (",
+            if b == 0 { "" } else { " -> " }
+        );
         let var = format!("x{b}");
-        let body: Vec<String> = (0..per_block).map(|_| step(&mut decls, Some(&var))).collect();
+        let body: Vec<String> = (0..per_block)
+            .map(|_| step(&mut decls, Some(&var)))
+            .collect();
         flow.push_str(&body.join(", "));
         flow.push_str(") >--\n");
         // After the block, the chain continues from the block's last step
@@ -62,9 +68,18 @@ fn bench(c: &mut Criterion) {
         "{}",
         loaded.diagnostics.render_short(&loaded.sources)
     );
-    let counts = loaded.result.as_ref().map(|v| v.plan.counts()).unwrap_or_default();
+    let counts = loaded
+        .result
+        .as_ref()
+        .map(|v| v.plan.counts())
+        .unwrap_or_default();
     assert_eq!((counts.steps, counts.for_each), (5_000, 200));
-    eprintln!("workflow: {} bytes, {} steps, {} for-each", text.len(), counts.steps, counts.for_each);
+    eprintln!(
+        "workflow: {} bytes, {} steps, {} for-each",
+        text.len(),
+        counts.steps,
+        counts.for_each
+    );
 
     let mut g = c.benchmark_group("workflow_5000_steps_200_foreach");
     g.sample_size(30);

@@ -495,11 +495,9 @@ mod tests {
 
     #[test]
     fn bad_refs_are_errors_with_offsets() {
-        let e = parse_template("ab ${x.1y}", Span::new, Span::default())
-            .expect_err("bad segment");
+        let e = parse_template("ab ${x.1y}", Span::new, Span::default()).expect_err("bad segment");
         assert_eq!((e.start, e.end), (7, 9));
-        let e = parse_template("${open", Span::new, Span::default())
-            .expect_err("unclosed");
+        let e = parse_template("${open", Span::new, Span::default()).expect_err("unclosed");
         assert_eq!(e.start, 0);
     }
 

@@ -494,14 +494,15 @@ impl Decoder<'_, '_> {
                         },
                     };
                     if let (Some(d), Some(dv)) = (&default, self.get(pt, "default"))
-                        && !ty.accepts_value(d) {
-                            self.err(
-                                Code::TypeMismatch,
-                                span_of(dv),
-                                format!("default of `{name}` is not a {ty}"),
-                            )
-                            .help = Some(format!("give a {ty} value, or change `type`"));
-                        }
+                        && !ty.accepts_value(d)
+                    {
+                        self.err(
+                            Code::TypeMismatch,
+                            span_of(dv),
+                            format!("default of `{name}` is not a {ty}"),
+                        )
+                        .help = Some(format!("give a {ty} value, or change `type`"));
+                    }
                     Param {
                         ty,
                         default,
@@ -563,9 +564,10 @@ impl Decoder<'_, '_> {
                 continue;
             };
             if let Some(step) = self.step(&name, span, st)
-                && name_ok {
-                    out.insert(name, step);
-                }
+                && name_ok
+            {
+                out.insert(name, step);
+            }
         }
         out
     }
@@ -860,14 +862,15 @@ impl Decoder<'_, '_> {
             s.version_span = span_of(v);
             s.version = self.string(v, "`spark`");
             if let Some(ver) = &s.version
-                && !valid_version(ver) {
-                    self.err(
-                        Code::InvalidValue,
-                        s.version_span,
-                        format!("`{ver}` is not a Spark version"),
-                    )
-                    .help = Some("write a version like \"3.5\" or \"4.0.1\"".into());
-                }
+                && !valid_version(ver)
+            {
+                self.err(
+                    Code::InvalidValue,
+                    s.version_span,
+                    format!("`{ver}` is not a Spark version"),
+                )
+                .help = Some("write a version like \"3.5\" or \"4.0.1\"".into());
+            }
         }
         s.app = self.get(t, "app").and_then(|v| self.template(v, "`app`"));
         s.sql = self.get(t, "sql").and_then(|v| self.template(v, "`sql`"));
@@ -903,10 +906,11 @@ impl Decoder<'_, '_> {
             s.master_span = span_of(v);
             s.master = self.string(v, "`master`");
             if let Some(m) = &s.master
-                && !valid_master(m) {
-                    self.err(Code::InvalidValue, s.master_span, format!("`{m}` is not a Spark master URL"))
+                && !valid_master(m)
+            {
+                self.err(Code::InvalidValue, s.master_span, format!("`{m}` is not a Spark master URL"))
                         .help = Some("use `local`, `local[N]`, `local[*]`, `spark://host:port`, `yarn`, `k8s://https://host:port` or `mesos://host:port`".into());
-                }
+            }
         }
         s.cluster = self
             .get(t, "cluster")
@@ -978,22 +982,23 @@ impl Decoder<'_, '_> {
         let workflow = PathBuf::from(self.string(v, "`workflow`")?);
         let mut params = IndexMap::new();
         if let Some(pv) = self.get(t, "params")
-            && let Some(pt) = self.table(pv, "`params`") {
-                for (k, val) in pt.iter() {
-                    let tpl = match val.get_ref() {
-                        DeValue::Array(_) | DeValue::Table(_) => {
-                            // Structured values pass through as JSON text.
-                            let j = self.json(val)?;
-                            Template {
-                                parts: vec![crate::expr::Part::Text(j.to_string())],
-                                span: span_of(val),
-                            }
+            && let Some(pt) = self.table(pv, "`params`")
+        {
+            for (k, val) in pt.iter() {
+                let tpl = match val.get_ref() {
+                    DeValue::Array(_) | DeValue::Table(_) => {
+                        // Structured values pass through as JSON text.
+                        let j = self.json(val)?;
+                        Template {
+                            parts: vec![crate::expr::Part::Text(j.to_string())],
+                            span: span_of(val),
                         }
-                        _ => self.template(val, "a sub-workflow parameter")?,
-                    };
-                    params.insert(k.get_ref().to_string(), tpl);
-                }
+                    }
+                    _ => self.template(val, "a sub-workflow parameter")?,
+                };
+                params.insert(k.get_ref().to_string(), tpl);
             }
+        }
         Some(SubWorkflowStep {
             workflow,
             params,

@@ -533,11 +533,12 @@ impl Checker<'_> {
         for t in &templates {
             for r in t.refs() {
                 if let RefTarget::Output { step: target, .. } = r.target()
-                    && target == id.name {
-                        self.error(Code::NotUpstream, r.span, format!("step `{}` reads its own output `{r}`", id.name))
+                    && target == id.name
+                {
+                    self.error(Code::NotUpstream, r.span, format!("step `{}` reads its own output `{r}`", id.name))
                             .help = Some("a step's outputs exist only after it ends; pass the value through a file instead".into());
-                        continue;
-                    }
+                    continue;
+                }
                 self.resolve(r, scope, &reader, &[n], false);
             }
         }
@@ -619,14 +620,15 @@ impl Checker<'_> {
 
     fn condition(&mut self, e: &Expr, scope: &Scope, at: &[NodeIndex], what: &str) {
         if let Some(t) = self.expr_type(e, scope, at, what)
-            && !Type::Bool.accepts(&t) {
-                self.error(
-                    Code::TypeMismatch,
-                    e.span(),
-                    format!("{what} is a {t}, not a bool"),
-                )
-                .help = Some(format!("compare it, e.g. `{e} == ...`"));
-            }
+            && !Type::Bool.accepts(&t)
+        {
+            self.error(
+                Code::TypeMismatch,
+                e.span(),
+                format!("{what} is a {t}, not a bool"),
+            )
+            .help = Some(format!("compare it, e.g. `{e} == ...`"));
+        }
     }
 
     fn expr_type(&mut self, e: &Expr, scope: &Scope, at: &[NodeIndex], what: &str) -> Option<Type> {
