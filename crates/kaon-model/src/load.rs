@@ -447,17 +447,31 @@ impl Decoder<'_, '_> {
         }
     }
 
-    fn params(&mut self, v: &V<'_>) -> IndexMap<String, Param> {
-        let mut out = IndexMap::new();
-        let Some(t) = self.table(v, "`params`") else {
-            return out;
+    /// The entries of a table of named things (`[params]`, `outputs`),
+    /// keeping only those whose names are valid.
+    fn named<'a, 'i>(
+        &mut self,
+        v: &'a V<'i>,
+        table_what: &str,
+        name_what: &str,
+    ) -> Vec<(String, Span, &'a V<'i>)> {
+        let Some(t) = self.table(v, table_what) else {
+            return Vec::new();
         };
-        for (k, pv) in t.iter() {
+        let mut out = Vec::new();
+        for (k, val) in t.iter() {
             let name = k.get_ref().to_string();
             let span = span_of(k);
-            if !self.name_ok(&name, span, "parameter") {
-                continue;
+            if self.name_ok(&name, span, name_what) {
+                out.push((name, span, val));
             }
+        }
+        out
+    }
+
+    fn params(&mut self, v: &V<'_>) -> IndexMap<String, Param> {
+        let mut out = IndexMap::new();
+        for (name, span, pv) in self.named(v, "`params`", "parameter") {
             let param = match pv.get_ref() {
                 DeValue::Table(pt) => {
                     self.check_keys(pt, PARAM_KEYS, &format!("parameter `{name}`"));
@@ -530,22 +544,9 @@ impl Decoder<'_, '_> {
 
     fn workflow_outputs(&mut self, v: &V<'_>) -> IndexMap<String, WorkflowOutput> {
         let mut out = IndexMap::new();
-        let Some(t) = self.table(v, "`workflow.outputs`") else {
-            return out;
-        };
-        for (k, ov) in t.iter() {
-            let name = k.get_ref().to_string();
-            if !self.name_ok(&name, span_of(k), "output") {
-                continue;
-            }
+        for (name, span, ov) in self.named(v, "`workflow.outputs`", "output") {
             if let Some(value) = self.template(ov, "a workflow output") {
-                out.insert(
-                    name,
-                    WorkflowOutput {
-                        value,
-                        span: span_of(k),
-                    },
-                );
+                out.insert(name, WorkflowOutput { value, span });
             }
         }
         out
@@ -735,15 +736,7 @@ impl Decoder<'_, '_> {
 
     fn outputs(&mut self, v: &V<'_>) -> IndexMap<String, OutputDecl> {
         let mut out = IndexMap::new();
-        let Some(t) = self.table(v, "`outputs`") else {
-            return out;
-        };
-        for (k, ov) in t.iter() {
-            let name = k.get_ref().to_string();
-            let span = span_of(k);
-            if !self.name_ok(&name, span, "output") {
-                continue;
-            }
+        for (name, span, ov) in self.named(v, "`outputs`", "output") {
             let (ty_v, path) = match ov.get_ref() {
                 DeValue::String(_) => (ov, None),
                 DeValue::Table(ot) => {
