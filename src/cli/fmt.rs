@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kaon_model::flow::{Notation, print_flow};
 
-use super::{FileArg, load_reporting};
+use super::{FileArg, emit, load_reporting};
 
 /// Print a workflow's flow in canonical form.
 ///
@@ -36,6 +36,6 @@ pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
     } else {
         Notation::Operators
     };
-    print!("{}", print_flow(&v.workflow.flow, notation));
+    emit(&print_flow(&v.workflow.flow, notation))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -84,6 +84,17 @@ fn load_reporting(path: &Path, format: DiagFormat, color: bool) -> (Loaded, bool
     (loaded, ok)
 }
 
+/// Writes to stdout; a reader that went away (`kaon plan wf.toml | head`)
+/// is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// A workflow file argument.
 #[derive(Debug, clap::Args)]
 struct FileArg {

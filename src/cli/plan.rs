@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::ValueEnum;
 
-use super::{FileArg, load_reporting};
+use super::{FileArg, emit, load_reporting};
 
 /// Output formats of `kaon plan`.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -44,14 +44,14 @@ pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
     };
     let name = &v.workflow.name;
     match args.format {
-        Format::Tree => print!("{}", v.plan.to_tree(name)),
-        Format::Dot => print!("{}", v.plan.to_dot(name)),
+        Format::Tree => emit(&v.plan.to_tree(name))?,
+        Format::Dot => emit(&v.plan.to_dot(name))?,
         Format::Json => {
             let mut j = v.plan.to_json();
             if let Some(m) = j.as_object_mut() {
                 m.insert("workflow".into(), serde_json::Value::String(name.clone()));
             }
-            println!("{}", serde_json::to_string_pretty(&j)?);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&j)?))?;
         }
     }
     Ok(ExitCode::SUCCESS)

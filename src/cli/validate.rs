@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{FileArg, load_reporting};
+use super::{FileArg, emit, load_reporting};
 
 /// Check a workflow file and report every problem with its file:line:col.
 ///
@@ -25,8 +25,8 @@ pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let c = v.plan.counts();
-    println!(
-        "{}: workflow `{}` is valid ({} steps, {} for-each, {} repeat, {} when, {} sub-workflow)",
+    emit(&format!(
+        "{}: workflow `{}` is valid ({} steps, {} for-each, {} repeat, {} when, {} sub-workflow)\n",
         args.file.file.display(),
         v.workflow.name,
         c.steps,
@@ -34,6 +34,6 @@ pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
         c.repeats,
         c.whens,
         c.subworkflows
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -388,12 +388,12 @@ impl Decoder<'_, '_> {
             Some(v) => self.params(v),
             None => IndexMap::new(),
         };
-        let steps = match self.get(root, "steps") {
+        let (steps, invalid_steps) = match self.get(root, "steps") {
             Some(v) => self.steps(v),
             None => {
                 self.err(Code::MissingKey, whole, "the file declares no steps")
                     .help = Some("declare steps as `[steps.NAME]` tables with a `kind`".into());
-                IndexMap::new()
+                (IndexMap::new(), Vec::new())
             }
         };
         let outputs = match self.get(wf, "outputs") {
@@ -425,6 +425,7 @@ impl Decoder<'_, '_> {
             file: self.file,
             path: path.to_path_buf(),
             flow_span,
+            invalid_steps,
         })
     }
 
@@ -513,9 +514,9 @@ impl Decoder<'_, '_> {
                         self.err(
                             Code::TypeMismatch,
                             span_of(dv),
-                            format!("default of `{name}` is not a {ty}"),
+                            format!("default of `{name}` is not {ty:#}"),
                         )
-                        .help = Some(format!("give a {ty} value, or change `type`"));
+                        .help = Some(format!("give {ty:#} value, or change `type`"));
                     }
                     Param {
                         ty,
@@ -552,25 +553,28 @@ impl Decoder<'_, '_> {
         out
     }
 
-    fn steps(&mut self, v: &V<'_>) -> IndexMap<String, Step> {
+    /// The decoded steps, and the names of those that could not be decoded.
+    fn steps(&mut self, v: &V<'_>) -> (IndexMap<String, Step>, Vec<String>) {
         let mut out = IndexMap::new();
+        let mut invalid = Vec::new();
         let Some(t) = self.table(v, "`steps`") else {
-            return out;
+            return (out, invalid);
         };
         for (k, sv) in t.iter() {
             let name = k.get_ref().to_string();
             let span = span_of(k);
             let name_ok = self.name_ok(&name, span, "step");
-            let Some(st) = self.table(sv, &format!("step `{name}`")) else {
-                continue;
-            };
-            if let Some(step) = self.step(&name, span, st)
-                && name_ok
-            {
-                out.insert(name, step);
+            let step = self
+                .table(sv, &format!("step `{name}`"))
+                .and_then(|st| self.step(&name, span, st));
+            match step {
+                Some(step) if name_ok => {
+                    out.insert(name, step);
+                }
+                _ => invalid.push(name),
             }
         }
-        out
+        (out, invalid)
     }
 
     fn step(&mut self, name: &str, span: Span, t: &DeTable<'_>) -> Option<Step> {

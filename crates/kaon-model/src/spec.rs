@@ -40,6 +40,10 @@ pub struct Workflow {
     /// Where the flow string stands.
     #[serde(skip)]
     pub flow_span: Span,
+    /// Steps that are declared but could not be decoded (their errors are
+    /// already reported), so that checks do not also call them undeclared.
+    #[serde(skip)]
+    pub invalid_steps: Vec<String>,
 }
 
 /// A typed workflow parameter.

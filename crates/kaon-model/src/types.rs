@@ -86,8 +86,14 @@ impl Type {
     }
 }
 
+/// `{}` prints the type's name; `{:#}` prints it with its article, for
+/// messages ("an int", "a list<string>").
 impl fmt::Display for Type {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            let article = if matches!(self, Type::Int) { "an" } else { "a" };
+            write!(f, "{article} ")?;
+        }
         match self {
             Type::String => f.write_str("string"),
             Type::Int => f.write_str("int"),
@@ -96,8 +102,18 @@ impl fmt::Display for Type {
             Type::Json => f.write_str("json"),
             Type::File => f.write_str("file"),
             Type::Dir => f.write_str("dir"),
-            Type::List(t) => write!(f, "list<{t}>"),
+            Type::List(t) => {
+                f.write_str("list<")?;
+                t.fmt_plain(f)?;
+                f.write_str(">")
+            }
         }
+    }
+}
+
+impl Type {
+    fn fmt_plain(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
     }
 }
 

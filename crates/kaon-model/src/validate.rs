@@ -302,7 +302,7 @@ impl Checker<'_> {
                 self.error(
                     Code::TypeMismatch,
                     src.span(),
-                    format!("for-each needs a list, but {what} is a {other}"),
+                    format!("for-each needs a list, but {what} is {other:#}"),
                 )
                 .help = Some("loop over a list<...> parameter or output".into());
                 None
@@ -382,11 +382,12 @@ impl Checker<'_> {
                     .help = Some(format!("run fields are: {}", RUN_FIELDS.join(", ")));
                     return None;
                 }
-                Some(if field == "attempt" {
+                let ty = if field == "attempt" {
                     Type::Int
                 } else {
                     Type::String
-                })
+                };
+                self.fields(r, ty, 2)
             }
             RefTarget::LoopVar(name) => {
                 if let Some(v) = scope.vars.iter().find(|v| v.name == name) {
@@ -431,17 +432,16 @@ impl Checker<'_> {
                 None
             }
             RefTarget::Output { step, output, .. } => {
+                if self.wf.invalid_steps.iter().any(|s| s == step) {
+                    return None;
+                }
                 if !self.wf.steps.contains_key(step) {
                     let names: Vec<&str> = self.wf.steps.keys().map(String::as_str).collect();
                     let help = match suggest(step, names.iter().copied()) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => "declare the step under `[steps]`".into(),
                     };
-                    let code = if MARKERS.contains(&step) {
-                        Code::UnknownOutput
-                    } else {
-                        Code::UnknownReference
-                    };
+                    let code = Code::UnknownReference;
                     self.error(code, r.span, format!("`{r}`: there is no step `{step}`"))
                         .help = Some(help);
                     return None;
@@ -504,7 +504,7 @@ impl Checker<'_> {
         self.error(
             Code::TypeMismatch,
             r.span,
-            format!("`${{{base}}}` is a {ty}; only json values have fields"),
+            format!("`${{{base}}}` is {ty:#}; only json values have fields"),
         )
         .help = Some(format!("use `${{{base}}}` itself, or declare it as json"));
         None
@@ -512,7 +512,7 @@ impl Checker<'_> {
 
     fn step(&mut self, id: &Ident, n: NodeIndex, scope: &Scope) {
         let Some(step) = self.wf.steps.get(&id.name) else {
-            if MARKERS.contains(&id.name.as_str()) {
+            if MARKERS.contains(&id.name.as_str()) || self.wf.invalid_steps.contains(&id.name) {
                 return;
             }
             let names: Vec<&str> = self.wf.steps.keys().map(String::as_str).collect();
@@ -596,11 +596,11 @@ impl Checker<'_> {
                     Code::TypeMismatch,
                     tpl.span,
                     format!(
-                        "parameter `{k}` of `{}` is a {want}, but this is a {got}",
+                        "parameter `{k}` of `{}` is {want:#}, but this is {got:#}",
                         child.workflow.name
                     ),
                 )
-                .help = Some(format!("pass a {want}"));
+                .help = Some(format!("pass {want:#}"));
             }
         }
         for (k, p) in child_params {
@@ -625,7 +625,7 @@ impl Checker<'_> {
             self.error(
                 Code::TypeMismatch,
                 e.span(),
-                format!("{what} is a {t}, not a bool"),
+                format!("{what} is {t:#}, not a bool"),
             )
             .help = Some(format!("compare it, e.g. `{e} == ...`"));
         }
@@ -647,7 +647,7 @@ impl Checker<'_> {
                     self.error(
                         Code::TypeMismatch,
                         operand.span(),
-                        format!("`!` needs a bool, but this is a {t}"),
+                        format!("`!` needs a bool, but this is {t:#}"),
                     );
                 }
                 Some(Type::Bool)
@@ -668,7 +668,7 @@ impl Checker<'_> {
                     self.error(
                         Code::TypeMismatch,
                         e.span(),
-                        format!("`{}` cannot apply to a {l} and a {r}", op.as_str()),
+                        format!("`{}` cannot apply to {l:#} and {r:#}", op.as_str()),
                     )
                     .help = Some("compare values of the same type".into());
                 }

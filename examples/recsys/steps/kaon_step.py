@@ -98,10 +98,24 @@ def progress(percent: float, message: str) -> None:
     print(f"::kaon::progress {pct} {message}", flush=True)
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mkstemp_beside(path: str) -> tuple[int, str]:
+    """A temp file in ``path``'s directory (made if missing), with the
+    permissions a plain ``open(path, "w")`` would give (mkstemp uses 0600)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".kaon-", suffix=".tmp", dir=directory)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    fd, tmp = _mkstemp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -127,9 +141,7 @@ def atomic_write_json(path: str, value: Any) -> None:
 
 def atomic_copy(src: str, dst: str) -> None:
     """Copy ``src`` to ``dst`` atomically (temp file in dst's directory)."""
-    directory = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".kaon-", suffix=".tmp", dir=directory)
+    fd, tmp = _mkstemp_beside(dst)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)

@@ -404,13 +404,17 @@ impl Parser<'_> {
             return Err(self.error_here(Code::FlowSyntax, "parallel block has no branches"));
         }
         if self.peek() != &TokenKind::RParen {
-            return Err(self.unclosed(open_span, "parallel branches opened with `==>`", "`) >==`"));
+            return Err(self.unclosed(
+                open_span,
+                "the parallel block opened with `==>`",
+                "`) >==`",
+            ));
         }
         self.bump();
         if self.peek() != &TokenKind::ParClose {
             return Err(self.unclosed(
                 open_span,
-                "parallel branches opened with `==>`",
+                "the parallel block opened with `==>`",
                 "`>==` after the closing `)`",
             ));
         }
@@ -425,7 +429,7 @@ impl Parser<'_> {
         self.error_here(
             Code::UnclosedBlock,
             format!(
-                "{what} are never closed; found {} instead",
+                "{what} is never closed; found {} instead",
                 self.peek().describe()
             ),
         )
@@ -449,7 +453,7 @@ impl Parser<'_> {
         if self.peek() != &TokenKind::RBrace {
             return Err(self.unclosed(
                 open_span,
-                "parallel branches opened with `parallel {`",
+                "the parallel block opened with `parallel {`",
                 "`} parallel`",
             ));
         }
@@ -460,7 +464,7 @@ impl Parser<'_> {
         if !self.is_kw(0, "parallel") {
             return Err(self.unclosed(
                 open_span,
-                "parallel branches opened with `parallel {`",
+                "the parallel block opened with `parallel {`",
                 "`} parallel`",
             ));
         }
