@@ -631,7 +631,7 @@ impl Decoder<'_, '_> {
             cpus: self.get(t, "cpus").and_then(|v| {
                 let x = match v.get_ref() {
                     DeValue::Integer(_) => self.int(v, "`cpus`", 0, 1 << 20)? as f64,
-                    DeValue::Float(f) => f.as_str().parse::<f64>().ok()?,
+                    DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok()?,
                     other => {
                         self.err(
                             Code::InvalidValue,

@@ -182,7 +182,9 @@ impl Checker<'_> {
                         flow.span,
                         "parallel block with a single branch",
                     ))
-                    .help = Some("add branches separated by `,`, or drop the `==> ( ) >==`".into());
+                    .help = Some(
+                        "add another branch, or drop the parallel block around this one".into(),
+                    );
                 }
                 let mut exits = Vec::new();
                 for b in branches {
