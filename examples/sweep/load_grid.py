@@ -16,7 +16,7 @@ import os
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from kaon_step import StepError, emit_outputs, progress, run  # noqa: E402
 
 BAD_INPUT = 2

@@ -18,7 +18,7 @@ import random
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from kaon_step import StepError, emit_outputs, progress, run  # noqa: E402
 
 BEST_LOG_LR = math.log10(0.03)

@@ -22,7 +22,7 @@ import random
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from kaon_step import StepError, atomic_write_text, emit_outputs, progress, run  # noqa: E402
 
 OUT_PATH = os.path.join("work", "users.csv")

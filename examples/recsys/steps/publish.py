@@ -16,7 +16,7 @@ import os
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from kaon_step import StepError, atomic_copy, emit_outputs, load_json_file, progress, run  # noqa: E402
 from train import MODEL_KIND  # noqa: E402
 from validate import BUNDLE_KIND  # noqa: E402

@@ -24,7 +24,7 @@ import os
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from kaon_step import (  # noqa: E402
     StepError, atomic_copy, atomic_write_json, emit_outputs, is_number, json_list_arg,
     load_json_file, progress, run,

@@ -24,7 +24,7 @@ import os
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from kaon_step import StepError, atomic_write_json, emit_outputs, progress, run, warn  # noqa: E402
 
 FEATURES = ["age", "tenure_months", "hours_watched", "sessions_per_week"]

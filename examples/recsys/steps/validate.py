@@ -22,7 +22,7 @@ import os
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
 from kaon_step import StepError, emit_outputs, load_json_file, progress, run, warn  # noqa: E402
 from train import MODEL_KIND, FEATURES, data_file, is_holdout, read_rows, score  # noqa: E402
 
