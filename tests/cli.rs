@@ -150,6 +150,15 @@ fn every_verb_has_help_with_an_example() {
     }
 }
 
+fn validate_short(path: &Path) -> Output {
+    kaon(&[
+        "validate",
+        "--diagnostics",
+        "short",
+        path.to_str().expect("utf-8 path"),
+    ])
+}
+
 #[test]
 fn subworkflows_are_checked_through_and_cycles_caught() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -180,12 +189,7 @@ fn subworkflows_are_checked_through_and_cycles_caught() {
         "[workflow]\nname = \"parent\"\nflow = '''sub -> report'''\n[steps.sub]\nkind = \"subworkflow\"\nworkflow = \"child.toml\"\n[steps.report]\nkind = \"command\"\ncommand = [\"echo\", \"${sub.nope}\"]\n",
     )
     .expect("write");
-    let o = kaon(&[
-        "validate",
-        "--diagnostics",
-        "short",
-        parent.to_str().expect("utf-8"),
-    ]);
+    let o = validate_short(&parent);
     let err = stderr(&o);
     assert!(
         err.contains("error[missing-key]: sub-workflow `child` needs parameter `region`"),
@@ -199,12 +203,7 @@ fn subworkflows_are_checked_through_and_cycles_caught() {
         "[workflow]\nname = \"child\"\nflow = '''again'''\n[steps.again]\nkind = \"subworkflow\"\nworkflow = \"parent.toml\"\n",
     )
     .expect("write");
-    let o = kaon(&[
-        "validate",
-        "--diagnostics",
-        "short",
-        parent.to_str().expect("utf-8"),
-    ]);
+    let o = validate_short(&parent);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("error[cycle]: sub-workflows include each other: parent.toml -> child.toml -> parent.toml"), "{}", stderr(&o));
 }

@@ -114,13 +114,12 @@ def _mkstemp_beside(path: str) -> tuple[int, str]:
     return fd, tmp
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
+def _replace_atomically(path: str, fill: Callable[[int, str], None]) -> None:
+    """Create a temp file beside ``path``, let ``fill(fd, tmp)`` write it (and
+    close ``fd``), then rename it over ``path``; on any failure remove it."""
     fd, tmp = _mkstemp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        fill(fd, tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -128,6 +127,16 @@ def _atomic_write_bytes(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    def fill(fd: int, _tmp: str) -> None:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _replace_atomically(path, fill)
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -141,17 +150,12 @@ def atomic_write_json(path: str, value: Any) -> None:
 
 def atomic_copy(src: str, dst: str) -> None:
     """Copy ``src`` to ``dst`` atomically (temp file in dst's directory)."""
-    fd, tmp = _mkstemp_beside(dst)
-    os.close(fd)
-    try:
+
+    def fill(fd: int, tmp: str) -> None:
+        os.close(fd)
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    _replace_atomically(dst, fill)
 
 
 def emit_outputs(outputs: dict[str, Any]) -> None:

@@ -102,11 +102,6 @@ impl SourceMap {
             .unwrap_or(Path::new(""))
     }
 
-    /// The id of an already loaded file, by path.
-    pub fn find(&self, path: &Path) -> Option<FileId> {
-        self.paths.iter().position(|p| p == path).map(FileId)
-    }
-
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, id: FileId, offset: u32) -> (usize, usize) {
         match self.files.location(id.0, offset as usize) {
