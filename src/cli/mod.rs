@@ -7,8 +7,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kaon_model::Loaded;
 
+mod cancel;
+mod common;
 mod fmt;
+mod logs;
 mod plan;
+mod resume;
+mod run;
+mod runs;
+mod signal;
 mod validate;
 
 /// kaon: a workflow orchestrator for machine-learning pipelines on Spark.
@@ -32,9 +39,15 @@ enum Color {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(run::Args),
     Validate(validate::Args),
     Plan(plan::Args),
     Fmt(fmt::Args),
+    Runs(runs::Args),
+    Logs(logs::Args),
+    Cancel(cancel::Args),
+    Signal(signal::Args),
+    Resume(resume::Args),
 }
 
 /// Runs one verb; the exit code says whether it succeeded.
@@ -48,6 +61,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(a) => validate::run(a, color),
         Command::Plan(a) => plan::run(a, color),
         Command::Fmt(a) => fmt::run(a, color),
+        Command::Run(a) => run::run(a, color),
+        Command::Runs(a) => runs::run(a),
+        Command::Logs(a) => logs::run(a),
+        Command::Cancel(a) => cancel::run(a, color),
+        Command::Signal(a) => signal::run(a),
+        Command::Resume(a) => resume::run(a, color),
     }
 }
 

@@ -92,6 +92,8 @@ const COMMON_STEP_KEYS: &[&str] = &[
     "memory",
     "constraints",
     "retries",
+    "retry_backoff",
+    "retry_backoff_max",
     "timeout",
     "outputs",
     "env",
@@ -672,6 +674,12 @@ impl Decoder<'_, '_> {
         let timeout = self
             .get(t, "timeout")
             .and_then(|v| self.duration(v, "`timeout`"));
+        let retry_backoff = self
+            .get(t, "retry_backoff")
+            .and_then(|v| self.duration(v, "`retry_backoff`"));
+        let retry_backoff_max = self
+            .get(t, "retry_backoff_max")
+            .and_then(|v| self.duration(v, "`retry_backoff_max`"));
         let outputs = match self.get(t, "outputs") {
             Some(v) => self.outputs(v),
             None => IndexMap::new(),
@@ -693,6 +701,8 @@ impl Decoder<'_, '_> {
             resources,
             constraints,
             retries,
+            retry_backoff,
+            retry_backoff_max,
             timeout,
             outputs,
             env,

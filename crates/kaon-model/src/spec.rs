@@ -108,6 +108,12 @@ pub struct Step {
     pub constraints: Option<Constraints>,
     /// Attempts after the first failure.
     pub retries: u32,
+    /// Delay before the first retry (doubles per retry, with jitter).
+    #[serde(with = "opt_duration")]
+    pub retry_backoff: Option<Duration>,
+    /// Longest delay between retries.
+    #[serde(with = "opt_duration")]
+    pub retry_backoff_max: Option<Duration>,
     /// Longest a single attempt may run.
     #[serde(with = "opt_duration")]
     pub timeout: Option<Duration>,

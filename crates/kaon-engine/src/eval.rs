@@ -1,0 +1,227 @@
+//! Values: conditions, templates rendered to text, parameters coerced to
+//! their declared types.
+
+use std::cmp::Ordering;
+
+use kaon_model::expr::{BinOp, Expr, Lit, Part, Ref, Template};
+use kaon_model::types::Type;
+use serde_json::{Number, Value};
+
+/// Looks up the value of a reference in some context.
+pub trait Resolve {
+    /// The value, or why there is none.
+    fn resolve(&self, r: &Ref) -> Result<Value, String>;
+}
+
+/// A literal as a JSON value.
+pub fn lit_value(l: &Lit) -> Value {
+    match l {
+        Lit::Str(s) => Value::String(s.clone()),
+        Lit::Int(i) => Value::from(*i),
+        Lit::Float(x) => Number::from_f64(*x)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Lit::Bool(b) => Value::Bool(*b),
+        Lit::Null => Value::Null,
+    }
+}
+
+/// Evaluates a condition.
+pub fn eval(e: &Expr, ctx: &dyn Resolve) -> Result<Value, String> {
+    Ok(match e {
+        Expr::Lit { value, .. } => lit_value(value),
+        Expr::Ref { r } => ctx.resolve(r)?,
+        Expr::Not { operand, .. } => Value::Bool(!truthy(&eval(operand, ctx)?, operand)?),
+        Expr::Binary { left, op, right } => match op {
+            BinOp::Or => {
+                let l = truthy(&eval(left, ctx)?, left)?;
+                Value::Bool(l || truthy(&eval(right, ctx)?, right)?)
+            }
+            BinOp::And => {
+                let l = truthy(&eval(left, ctx)?, left)?;
+                Value::Bool(l && truthy(&eval(right, ctx)?, right)?)
+            }
+            _ => {
+                let (l, r) = (eval(left, ctx)?, eval(right, ctx)?);
+                let ord = compare(&l, &r);
+                let b = match op {
+                    BinOp::Eq => ord == Some(Ordering::Equal),
+                    BinOp::Ne => ord != Some(Ordering::Equal),
+                    _ => {
+                        let ord = ord.ok_or_else(|| {
+                            format!("cannot compare {} with {} in `{e}`", show(&l), show(&r))
+                        })?;
+                        match op {
+                            BinOp::Lt => ord == Ordering::Less,
+                            BinOp::Le => ord != Ordering::Greater,
+                            BinOp::Gt => ord == Ordering::Greater,
+                            _ => ord != Ordering::Less,
+                        }
+                    }
+                };
+                Value::Bool(b)
+            }
+        },
+    })
+}
+
+/// Evaluates a condition to a boolean.
+pub fn eval_bool(e: &Expr, ctx: &dyn Resolve) -> Result<bool, String> {
+    truthy(&eval(e, ctx)?, e)
+}
+
+fn truthy(v: &Value, e: &Expr) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        other => Err(format!("`{e}` is {}, not true or false", show(other))),
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+                Some(x.cmp(&y))
+            } else {
+                x.as_f64()?.partial_cmp(&y.as_f64()?)
+            }
+        }
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        (Value::Null, Value::Null) => Some(Ordering::Equal),
+        (x, y) if x == y => Some(Ordering::Equal),
+        _ => None,
+    }
+}
+
+/// A value for messages: `"US"`, `3`, `null`, a list of 4 items.
+pub fn show(v: &Value) -> String {
+    match v {
+        Value::Array(a) => format!("a list of {} items", a.len()),
+        Value::Object(_) => "an object".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A value as it appears inside text: strings bare, everything else JSON.
+pub fn to_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Renders a template to text.
+pub fn render(t: &Template, ctx: &dyn Resolve) -> Result<String, String> {
+    let mut out = String::new();
+    for p in &t.parts {
+        match p {
+            Part::Text(s) => out.push_str(s),
+            Part::Ref(r) => out.push_str(&to_text(&ctx.resolve(r)?)),
+        }
+    }
+    Ok(out)
+}
+
+/// Renders a template to a value: a lone `${...}` keeps its type.
+pub fn render_value(t: &Template, ctx: &dyn Resolve) -> Result<Value, String> {
+    match t.as_single_ref() {
+        Some(r) => ctx.resolve(r),
+        None => render(t, ctx).map(Value::String),
+    }
+}
+
+/// Follows `.field` segments into a JSON value.
+pub fn fields(mut v: Value, fields: &[String], r: &Ref) -> Result<Value, String> {
+    for f in fields {
+        v = match v {
+            Value::Object(mut m) => m
+                .remove(f)
+                .ok_or_else(|| format!("{r}: the value has no field `{f}`"))?,
+            Value::Array(items) => {
+                let i: usize = f
+                    .parse()
+                    .map_err(|_| format!("{r}: `{f}` indexes a list but is not a number"))?;
+                items
+                    .into_iter()
+                    .nth(i)
+                    .ok_or_else(|| format!("{r}: the list has no item {i}"))?
+            }
+            other => return Err(format!("{r}: {} has no field `{f}`", show(&other))),
+        };
+    }
+    Ok(v)
+}
+
+/// Turns a value given as text (`-p key=value`, a literal template) into the
+/// declared type: `"5"` for an int is 5; a list or json is parsed as JSON.
+pub fn coerce(ty: &Type, v: Value) -> Result<Value, String> {
+    if ty.accepts_value(&v) {
+        return Ok(v);
+    }
+    let Value::String(s) = &v else {
+        return Err(format!("expected {ty:#}, got {}", show(&v)));
+    };
+    let t = s.trim();
+    let parsed = match ty {
+        Type::Int => t.parse::<i64>().ok().map(Value::from),
+        Type::Float => t
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number),
+        Type::Bool => match t {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        Type::List(_) | Type::Json => serde_json::from_str(t).ok(),
+        Type::String | Type::File | Type::Dir => Some(v.clone()),
+    };
+    match parsed {
+        Some(p) if ty.accepts_value(&p) => Ok(p),
+        _ => Err(format!("expected {ty:#}, got {s:?}")),
+    }
+}
+
+/// The parameter values of a run: `given` checked and coerced to the
+/// declared types, defaults filled in. Every problem is reported at once.
+pub fn bind_params(
+    declared: &indexmap::IndexMap<String, kaon_model::spec::Param>,
+    given: &serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, Vec<String>> {
+    let mut out = serde_json::Map::new();
+    let mut errs = Vec::new();
+    for k in given.keys() {
+        if !declared.contains_key(k) {
+            let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+            let hint = if known.is_empty() {
+                " (it declares none)".to_string()
+            } else {
+                format!(" (it declares {})", known.join(", "))
+            };
+            errs.push(format!("the workflow has no parameter `{k}`{hint}"));
+        }
+    }
+    for (k, p) in declared {
+        match given.get(k) {
+            Some(v) => match coerce(&p.ty, v.clone()) {
+                Ok(v) => {
+                    out.insert(k.clone(), v);
+                }
+                Err(e) => errs.push(format!("parameter `{k}`: {e}")),
+            },
+            None => match &p.default {
+                Some(d) => {
+                    out.insert(k.clone(), d.clone());
+                }
+                None => errs.push(format!(
+                    "parameter `{k}` ({}) is required: pass `-p {k}=VALUE`",
+                    p.ty
+                )),
+            },
+        }
+    }
+    if errs.is_empty() { Ok(out) } else { Err(errs) }
+}

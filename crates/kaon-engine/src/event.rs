@@ -1,0 +1,296 @@
+//! Events (facts, past tense) the engine is fed and actions (orders) it
+//! returns.
+
+use std::path::PathBuf;
+
+use kaon_model::types::Type;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::state::{KillReason, Millis, RunStatus};
+
+/// A node of a run: an index into the run's node arena. Stable across
+/// restarts (the arena is rebuilt in the order it was first built).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId(pub u32);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How an attempt's process ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum Exit {
+    /// It exited with this status.
+    Code {
+        /// The status.
+        code: i32,
+    },
+    /// A signal ended it.
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+    /// It is gone and how it ended is unknown (kaon was not watching).
+    Lost {
+        /// What was found.
+        message: String,
+    },
+}
+
+/// Something that happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The run was created; start it.
+    RunStarted,
+    /// The run was reloaded after kaon restarted; re-issue what is owed.
+    Recovered,
+    /// Resources were granted to a ready step: launch it.
+    StepAdmitted {
+        /// The step.
+        node: NodeId,
+    },
+    /// The executor launched (or found) the attempt.
+    StepLaunched {
+        /// The step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// How to find it again.
+        handle: Value,
+    },
+    /// The executor could not launch the attempt.
+    LaunchFailed {
+        /// The step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// Why.
+        message: String,
+        /// True when the platform is to blame (not the step's settings).
+        platform: bool,
+    },
+    /// The step reported progress.
+    StepProgressed {
+        /// The step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// Percent complete.
+        percent: Option<f32>,
+        /// Status message.
+        message: Option<String>,
+    },
+    /// The attempt's process ended.
+    StepExited {
+        /// The step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// How.
+        exit: Exit,
+        /// Outputs it handed back (file/dir outputs as paths that exist).
+        outputs: Map<String, Value>,
+        /// Problems the executor found with the outputs (a missing file).
+        problems: Vec<String>,
+    },
+    /// A timer set by [`Action::SetTimer`] fired.
+    TimerFired {
+        /// The step.
+        node: NodeId,
+        /// The attempt the timer was set for.
+        attempt: u32,
+        /// Which timer.
+        timer: Timer,
+    },
+    /// `kaon signal RUN NAME --value V`.
+    SignalReceived {
+        /// The signal.
+        name: String,
+        /// Its value (`null` when none was given).
+        value: Value,
+    },
+    /// A child run (sub-workflow) ended.
+    ChildRunFinished {
+        /// The sub-workflow step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// How it ended.
+        status: RunStatus,
+        /// Its workflow outputs.
+        outputs: Map<String, Value>,
+        /// Why, when it did not succeed.
+        message: Option<String>,
+    },
+    /// `kaon cancel RUN` (or Ctrl-C).
+    CancelRequested {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// Which timer fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Timer {
+    /// A retry's backoff ended.
+    Retry,
+    /// The attempt's timeout passed.
+    Timeout,
+}
+
+/// Something the driver must do, after committing the transition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// The step is ready: admit it when resources allow, then feed
+    /// [`Event::StepAdmitted`].
+    Enqueue {
+        /// The step.
+        node: NodeId,
+        /// CPU cores it needs.
+        cpus: f64,
+        /// Memory it needs, in bytes.
+        memory: u64,
+    },
+    /// Launch an attempt. With `adopt`, a process for this attempt may
+    /// already exist (kaon died while launching): find it instead of
+    /// launching a second one.
+    Launch(Box<LaunchOrder>),
+    /// Find a running attempt again after a restart.
+    Reattach {
+        /// The step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// The stored handle.
+        handle: Value,
+        /// The order it was launched with (outputs to collect).
+        order: Box<LaunchOrder>,
+    },
+    /// Stop an attempt; its exit comes back as [`Event::StepExited`].
+    Kill {
+        /// The step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// The handle.
+        handle: Value,
+        /// Why.
+        reason: KillReason,
+    },
+    /// Feed [`Event::TimerFired`] at `at`.
+    SetTimer {
+        /// The step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// When.
+        at: Millis,
+        /// Which.
+        timer: Timer,
+    },
+    /// Start (or, when it exists, resume) a child run for a sub-workflow
+    /// step; its end comes back as [`Event::ChildRunFinished`].
+    StartChildRun {
+        /// The sub-workflow step.
+        node: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// The child run's id (derived, so a restart finds the same child).
+        child: String,
+        /// The step's name (its child workflow is `children[step]`).
+        step: String,
+        /// The child's parameter values.
+        params: Map<String, Value>,
+    },
+    /// Cancel a child run.
+    CancelChildRun {
+        /// The child run.
+        child: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// How.
+        status: RunStatus,
+    },
+}
+
+/// Everything an executor needs to run one attempt of a step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LaunchOrder {
+    /// The run.
+    pub run: String,
+    /// The node.
+    pub node: NodeId,
+    /// The attempt (1 for the first).
+    pub attempt: u32,
+    /// The step's name.
+    pub step: String,
+    /// The instance's key, e.g. `train[reg=US]`.
+    pub key: String,
+    /// What to run.
+    pub program: Program,
+    /// Environment variables to add (step `env` and `KAON_*`).
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub workdir: PathBuf,
+    /// Declared outputs.
+    pub outputs: Vec<OutputSpec>,
+    /// CPU cores it was admitted with.
+    pub cpus: f64,
+    /// Memory it was admitted with, in bytes.
+    pub memory: u64,
+    /// True when a process for this attempt may already exist.
+    pub adopt: bool,
+}
+
+/// What a step runs, with every reference substituted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "program", rename_all = "snake_case")]
+pub enum Program {
+    /// A program and its arguments.
+    Argv {
+        /// `argv[0]` first.
+        argv: Vec<String>,
+    },
+    /// A script for `sh -c`.
+    Script {
+        /// The script.
+        script: String,
+    },
+    /// A step kind this build cannot execute yet.
+    Unsupported {
+        /// The kind.
+        kind: String,
+    },
+}
+
+/// A declared output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    #[serde(with = "type_text")]
+    pub ty: Type,
+    /// For file/dir outputs: where the step writes it (absolute).
+    pub path: Option<PathBuf>,
+}
+
+mod type_text {
+    use kaon_model::types::Type;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Type, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(t)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Type, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom(format!("bad type {s}")))
+    }
+}

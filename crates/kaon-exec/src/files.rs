@@ -1,0 +1,134 @@
+//! Where an attempt's logs, outputs and exit status live, and how the step
+//! protocol's marker lines are read.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The files of one attempt, under `<root>/<run>/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptFiles {
+    /// Standard output.
+    pub stdout: PathBuf,
+    /// Standard error.
+    pub stderr: PathBuf,
+    /// The JSON object of outputs the step may write (`$KAON_OUTPUTS_FILE`).
+    pub outputs: PathBuf,
+    /// The exit status, written by the wrapper shell when the step ends,
+    /// so that it survives kaon not watching.
+    pub exit: PathBuf,
+}
+
+impl AttemptFiles {
+    /// The files of `node`'s `attempt` in `run`.
+    pub fn new(root: &Path, run: &str, node: u32, step: &str, attempt: u32) -> AttemptFiles {
+        let dir = root.join(run);
+        let stem = format!("{node}-{step}.{attempt}");
+        AttemptFiles {
+            stdout: dir.join(format!("{stem}.out")),
+            stderr: dir.join(format!("{stem}.err")),
+            outputs: dir.join(format!("{stem}.outputs.json")),
+            exit: dir.join(format!("{stem}.exit")),
+        }
+    }
+
+    /// The exit status the wrapper recorded, if it finished writing it.
+    pub fn read_exit(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.exit)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// A marker line of the step protocol, printed on stdout.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Marker {
+    /// `::kaon::progress <percent> [message]`
+    Progress {
+        /// 0 to 100.
+        percent: Option<f32>,
+        /// The rest of the line.
+        message: Option<String>,
+    },
+    /// `::kaon::output <name>=<json>`
+    Output {
+        /// The output.
+        name: String,
+        /// Its value.
+        value: Value,
+    },
+}
+
+/// Reads one line; `None` when it is not a well-formed marker.
+pub fn parse_marker(line: &str) -> Option<Marker> {
+    let rest = line
+        .trim_end_matches(['\r', '\n'])
+        .strip_prefix("::kaon::")?;
+    if let Some(p) = rest.strip_prefix("progress ") {
+        let p = p.trim_start();
+        let (num, msg) = p.split_once(' ').unwrap_or((p, ""));
+        let percent = num
+            .trim_end_matches('%')
+            .parse::<f32>()
+            .ok()
+            .map(|x| x.clamp(0.0, 100.0));
+        let (percent, message) = match percent {
+            Some(x) => (Some(x), msg.trim()),
+            None => (None, p.trim()),
+        };
+        return Some(Marker::Progress {
+            percent,
+            message: (!message.is_empty()).then(|| message.to_string()),
+        });
+    }
+    if let Some(o) = rest.strip_prefix("output ") {
+        let (name, json) = o.split_once('=')?;
+        let value = serde_json::from_str(json.trim()).ok()?;
+        return Some(Marker::Output {
+            name: name.trim().to_string(),
+            value,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers() {
+        assert_eq!(
+            parse_marker("::kaon::progress 40 training fold 2"),
+            Some(Marker::Progress {
+                percent: Some(40.0),
+                message: Some("training fold 2".into())
+            })
+        );
+        assert_eq!(
+            parse_marker("::kaon::progress 250%"),
+            Some(Marker::Progress {
+                percent: Some(100.0),
+                message: None
+            })
+        );
+        assert_eq!(
+            parse_marker("::kaon::progress loading"),
+            Some(Marker::Progress {
+                percent: None,
+                message: Some("loading".into())
+            })
+        );
+        assert_eq!(
+            parse_marker("::kaon::output regions=[\"US\",\"CA\"]\n"),
+            Some(Marker::Output {
+                name: "regions".into(),
+                value: serde_json::json!(["US", "CA"])
+            })
+        );
+        assert_eq!(parse_marker("::kaon::output n=not json"), None);
+        assert_eq!(parse_marker("progress 5"), None);
+    }
+}

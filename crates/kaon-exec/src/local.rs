@@ -1,0 +1,383 @@
+//! Command steps as child processes of this machine.
+//!
+//! Each attempt runs under a tiny `sh` wrapper that records the program's
+//! exit status in a file: kaon may die while the step runs, and a process
+//! that is not our child gives its status to nobody else. The wrapper is the
+//! leader of a new process group, so a kill reaches everything the step
+//! started. Output goes straight to log files (not pipes), so a step keeps
+//! running, and keeps its output, while kaon is down.
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use kaon_engine::event::Program;
+use kaon_engine::{Exit, LaunchOrder};
+use kaon_model::types::Type;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::files::{AttemptFiles, Marker, parse_marker};
+use crate::{ExecEvent, Executor, LaunchError, procfs};
+
+/// Runs the program, then leaves its exit status where a later kaon finds it.
+const WRAPPER: &str = r#""$@"; s=$?; printf '%s\n' "$s" > "$KAON_EXIT_FILE"; exit "$s""#;
+
+/// The local process executor.
+#[derive(Clone, Debug)]
+pub struct LocalExecutor {
+    root: PathBuf,
+    tx: UnboundedSender<ExecEvent>,
+    poll: Duration,
+}
+
+/// What is stored to find an attempt's process again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Handle {
+    /// The wrapper's pid, which is also its process group (0: none).
+    pid: i32,
+    /// Its start time in clock ticks after boot (tells pid reuse apart).
+    start: u64,
+}
+
+impl LocalExecutor {
+    /// Logs and attempt files go under `root/<run>/`; events go to `tx`.
+    /// `poll` is how often progress is read and foreign processes checked.
+    pub fn new(root: PathBuf, tx: UnboundedSender<ExecEvent>, poll: Duration) -> LocalExecutor {
+        LocalExecutor { root, tx, poll }
+    }
+
+    /// The files of an attempt.
+    pub fn files(&self, order: &LaunchOrder) -> AttemptFiles {
+        AttemptFiles::new(
+            &self.root,
+            &order.run,
+            order.node.0,
+            &order.step,
+            order.attempt,
+        )
+    }
+
+    fn watch(&self, order: &LaunchOrder, handle: Handle, child: Option<tokio::process::Child>) {
+        let w = Watch {
+            tx: self.tx.clone(),
+            files: self.files(order),
+            order: order.clone(),
+            poll: self.poll,
+            offset: 0,
+            outputs: Map::new(),
+        };
+        tokio::spawn(w.run(handle, child));
+    }
+}
+
+fn attempt_id(order: &LaunchOrder) -> String {
+    format!("{}/{}/{}", order.run, order.node.0, order.attempt)
+}
+
+fn user(message: String) -> LaunchError {
+    LaunchError {
+        message,
+        platform: false,
+    }
+}
+
+/// Finds `prog` the way `execvp` would, to fail early with a clear message.
+fn resolve(prog: &str, workdir: &Path, path_var: Option<&str>) -> Result<(), LaunchError> {
+    let is_exec = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if prog.contains('/') {
+        let p = workdir.join(prog);
+        return if is_exec(&p) {
+            Ok(())
+        } else if p.exists() {
+            Err(user(format!("`{prog}` is not an executable file")))
+        } else {
+            Err(user(format!(
+                "program `{prog}` not found (looked in {})",
+                workdir.display()
+            )))
+        };
+    }
+    let path = path_var
+        .map(str::to_string)
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| is_exec(&d.join(prog))) {
+        Ok(())
+    } else {
+        Err(user(format!("program `{prog}` not found on PATH")))
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn start(&self, order: &LaunchOrder) -> Result<Value, LaunchError> {
+        let files = self.files(order);
+        if let Some(dir) = files.stdout.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| LaunchError {
+                message: format!("cannot create the log folder {}: {e}", dir.display()),
+                platform: true,
+            })?;
+        }
+        if order.adopt {
+            // kaon died between ordering this launch and storing its handle.
+            if files.read_exit().is_some() {
+                let h = Handle { pid: 0, start: 0 };
+                self.watch(order, h, None);
+                return Ok(to_value(h));
+            }
+            if let Some((pid, st)) = procfs::find_attempt(&attempt_id(order)) {
+                let h = Handle {
+                    pid,
+                    start: st.start,
+                };
+                self.watch(order, h, None);
+                return Ok(to_value(h));
+            }
+        }
+        let argv: Vec<String> = match &order.program {
+            Program::Argv { argv } => {
+                let Some(prog) = argv.first() else {
+                    return Err(user("the command is empty".into()));
+                };
+                let path_var = order
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "PATH")
+                    .map(|(_, v)| v.as_str());
+                resolve(prog, &order.workdir, path_var)?;
+                argv.clone()
+            }
+            Program::Script { script } => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+            Program::Unsupported { kind } => {
+                return Err(user(format!(
+                    "`{kind}` steps cannot run on the local executor of this build"
+                )));
+            }
+        };
+        if !order.workdir.is_dir() {
+            return Err(user(format!(
+                "the working directory {} does not exist",
+                order.workdir.display()
+            )));
+        }
+        for stale in [&files.exit, &files.outputs] {
+            let _ = std::fs::remove_file(stale);
+        }
+        let open = |p: &Path| {
+            std::fs::File::create(p).map_err(|e| LaunchError {
+                message: format!("cannot create the log {}: {e}", p.display()),
+                platform: true,
+            })
+        };
+        let (out, err) = (open(&files.stdout)?, open(&files.stderr)?);
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(WRAPPER)
+            .arg("kaon-step")
+            .args(&argv)
+            .current_dir(&order.workdir)
+            .envs(order.env.iter().map(|(k, v)| (k, v)))
+            .env("KAON_OUTPUTS_FILE", &files.outputs)
+            .env("KAON_EXIT_FILE", &files.exit)
+            .env("KAON_ATTEMPT_ID", attempt_id(order))
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(false);
+        let child = cmd.spawn().map_err(|e| LaunchError {
+            message: format!("cannot start `{}`: {e}", argv.join(" ")),
+            platform: true,
+        })?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let start = procfs::stat(pid).map(|s| s.start).unwrap_or(0);
+        let h = Handle { pid, start };
+        self.watch(order, h, Some(child));
+        Ok(to_value(h))
+    }
+
+    fn reattach(&self, order: &LaunchOrder, handle: &Value) {
+        let h: Handle =
+            serde_json::from_value(handle.clone()).unwrap_or(Handle { pid: 0, start: 0 });
+        self.watch(order, h, None);
+    }
+
+    fn kill(&self, handle: &Value, grace: Duration) {
+        let Ok(h) = serde_json::from_value::<Handle>(handle.clone()) else {
+            return;
+        };
+        if h.pid <= 0 || !procfs::alive(h.pid, h.start) {
+            return;
+        }
+        let _ = killpg(Pid::from_raw(h.pid), Signal::SIGTERM);
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + grace;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if !procfs::alive(h.pid, h.start) {
+                    return;
+                }
+            }
+            if procfs::alive(h.pid, h.start) {
+                let _ = killpg(Pid::from_raw(h.pid), Signal::SIGKILL);
+            }
+        });
+    }
+}
+
+fn to_value(h: Handle) -> Value {
+    serde_json::to_value(h).unwrap_or(Value::Null)
+}
+
+/// Watches one attempt until it ends.
+struct Watch {
+    tx: UnboundedSender<ExecEvent>,
+    files: AttemptFiles,
+    order: LaunchOrder,
+    poll: Duration,
+    offset: u64,
+    outputs: Map<String, Value>,
+}
+
+impl Watch {
+    async fn run(mut self, h: Handle, child: Option<tokio::process::Child>) {
+        let exit = match child {
+            Some(mut child) => {
+                let mut tick = tokio::time::interval(self.poll);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        s = child.wait() => break match s {
+                            Ok(s) => match (s.code(), s.signal()) {
+                                (Some(code), _) => Exit::Code { code },
+                                (None, Some(signal)) => Exit::Signal { signal },
+                                _ => Exit::Lost { message: "the process ended without a status".into() },
+                            },
+                            Err(e) => Exit::Lost { message: format!("cannot wait for the process: {e}") },
+                        },
+                        _ = tick.tick() => self.tail(false),
+                    }
+                }
+            }
+            None => {
+                while h.pid > 0 && procfs::alive(h.pid, h.start) {
+                    self.tail(false);
+                    tokio::time::sleep(self.poll).await;
+                }
+                match self.files.read_exit() {
+                    Some(code) => Exit::Code { code },
+                    None => Exit::Lost {
+                        message:
+                            "the process ended while kaon was not watching and left no exit status"
+                                .into(),
+                    },
+                }
+            }
+        };
+        self.tail(true);
+        let (outputs, problems) = if exit == (Exit::Code { code: 0 }) {
+            self.collect()
+        } else {
+            (Map::new(), Vec::new())
+        };
+        let _ = self.tx.send(ExecEvent::Exited {
+            run: self.order.run.clone(),
+            node: self.order.node,
+            attempt: self.order.attempt,
+            exit,
+            outputs,
+            problems,
+        });
+    }
+
+    /// Reads new complete lines of stdout for markers (all of it at the end).
+    fn tail(&mut self, last: bool) {
+        let Ok(mut f) = std::fs::File::open(&self.files.stdout) else {
+            return;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len <= self.offset || f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut r = BufReader::with_capacity(64 * 1024, f);
+        let mut line = Vec::new();
+        let mut progress = None;
+        loop {
+            line.clear();
+            let n = match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if line.last() != Some(&b'\n') && !last {
+                break;
+            }
+            self.offset += n as u64;
+            if !line.starts_with(b"::kaon::") || line.len() > 1 << 20 {
+                continue;
+            }
+            match parse_marker(&String::from_utf8_lossy(&line)) {
+                Some(Marker::Output { name, value }) => {
+                    self.outputs.insert(name, value);
+                }
+                Some(p @ Marker::Progress { .. }) => progress = Some(p),
+                None => {}
+            }
+        }
+        if let Some(Marker::Progress { percent, message }) = progress {
+            let _ = self.tx.send(ExecEvent::Progress {
+                run: self.order.run.clone(),
+                node: self.order.node,
+                attempt: self.order.attempt,
+                percent,
+                message,
+            });
+        }
+    }
+
+    /// Outputs of a successful attempt: markers, the outputs file (which
+    /// wins), and declared file/dir outputs that exist.
+    fn collect(&mut self) -> (Map<String, Value>, Vec<String>) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let mut problems = Vec::new();
+        match std::fs::read_to_string(&self.files.outputs) {
+            Ok(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(m)) => outputs.extend(m),
+                Ok(_) | Err(_) => problems.push(format!(
+                    "$KAON_OUTPUTS_FILE ({}) does not hold a JSON object",
+                    self.files.outputs.display()
+                )),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("cannot read $KAON_OUTPUTS_FILE: {e}")),
+        }
+        for o in &self.order.outputs {
+            let Some(path) = &o.path else { continue };
+            let ok = match o.ty {
+                Type::Dir => path.is_dir(),
+                _ => path.is_file(),
+            };
+            if ok {
+                outputs.insert(o.name.clone(), Value::String(path.display().to_string()));
+            } else {
+                problems.push(format!(
+                    "declared {} output `{}` was not written at {}",
+                    o.ty,
+                    o.name,
+                    path.display()
+                ));
+            }
+        }
+        (outputs, problems)
+    }
+}

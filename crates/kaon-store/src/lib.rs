@@ -1,0 +1,265 @@
+//! kaon's state store: where runs, their nodes and their inbox live.
+//!
+//! [`StateStore`] is the contract; [`MemoryStore`] is its in-memory twin
+//! and [`SqliteStore`] the embedded default (WAL, one transaction per
+//! scheduling tick). The same contract tests (`tests/contract.rs`) run
+//! against every backend.
+//!
+//! The store knows rows, not engine types: node and run data travel as JSON
+//! text the engine wrote, so the store never has to change with the engine.
+
+mod memory;
+mod sqlite;
+
+use std::future::Future;
+
+pub use memory::MemoryStore;
+pub use sqlite::{Durability, SqliteStore};
+
+/// A run as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRow {
+    /// Its id.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The workflow file.
+    pub path: String,
+    /// A digest of the workflow's sources when the run began.
+    pub digest: String,
+    /// Parameter values (JSON object).
+    pub params: String,
+    /// Run options (JSON object).
+    pub options: String,
+    /// For a child run: the parent run and its sub-workflow node.
+    pub parent: Option<(String, u32)>,
+    /// `running`, `succeeded`, `failed`, `cancelled`.
+    pub status: String,
+    /// Run-level data (JSON object).
+    pub data: String,
+    /// When it was created (ms since the epoch).
+    pub created_ms: i64,
+    /// When it ended.
+    pub finished_ms: Option<i64>,
+    /// The driver that holds it (`pid:start@host`), if any.
+    pub owner: Option<String>,
+    /// The owner's last sign of life.
+    pub heartbeat_ms: Option<i64>,
+}
+
+/// A scope as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopeRow {
+    /// Its id within the run.
+    pub id: u32,
+    /// Its template.
+    pub tmpl: u32,
+    /// Its block node.
+    pub parent: Option<u32>,
+    /// Item index or pass.
+    pub index: u32,
+    /// Loop variables (JSON array of pairs).
+    pub vars: String,
+}
+
+/// A node as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Its id within the run.
+    pub id: u32,
+    /// Its scope.
+    pub scope: u32,
+    /// Its instance key, e.g. `train[reg=US]`.
+    pub key: String,
+    /// Step name or block label.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its state's name.
+    pub state: String,
+    /// Attempts started.
+    pub attempt: u32,
+    /// When its first attempt started.
+    pub started_ms: Option<i64>,
+    /// When it ended.
+    pub finished_ms: Option<i64>,
+    /// State and facts (JSON object).
+    pub data: String,
+}
+
+/// What one tick changed in one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The run.
+    pub run: String,
+    /// New status, data and end time, when they changed.
+    pub status: Option<(String, String, Option<i64>)>,
+    /// Scopes created (ids not stored before).
+    pub scopes: Vec<ScopeRow>,
+    /// Nodes to insert or replace.
+    pub nodes: Vec<NodeRow>,
+    /// Inbox messages this tick acted on.
+    pub consumed: Vec<i64>,
+}
+
+/// A message for a run's driver from another process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Its id (increasing).
+    pub id: i64,
+    /// The run.
+    pub run: String,
+    /// What it asks.
+    pub body: MessageBody,
+    /// When it was posted.
+    pub created_ms: i64,
+}
+
+/// What a message asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageBody {
+    /// `kaon signal RUN NAME --value JSON`.
+    Signal {
+        /// The signal.
+        name: String,
+        /// Its value, JSON text.
+        value: String,
+    },
+    /// `kaon cancel RUN`.
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Which runs to list.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs in this status.
+    pub status: Option<String>,
+    /// Include child runs of sub-workflows.
+    pub children: bool,
+    /// At most this many, newest first.
+    pub limit: Option<u32>,
+}
+
+/// What went wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A run with this id exists already.
+    #[error("run {0} exists already")]
+    RunExists(String),
+    /// No run with this id.
+    #[error("no run {0}")]
+    NoSuchRun(String),
+    /// Another driver holds the run.
+    #[error("run {run} is held by {owner}")]
+    Held {
+        /// The run.
+        run: String,
+        /// Who holds it.
+        owner: String,
+    },
+    /// A write contradicts what is stored (a scope stored twice).
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+    /// The database said no.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database's schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database could not be opened.
+    #[error("cannot open the database at {path}: {source}")]
+    Open {
+        /// Where.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// True when trying again later may succeed (a locked database).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("5" | "6" | "517"))
+            }
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The state store's contract. Every backend passes `tests/contract.rs`.
+///
+/// All methods are safe to call from several processes at once (a driver
+/// and `kaon signal`, say); each one is atomic.
+pub trait StateStore: Send + Sync {
+    /// Records a new run. Fails with [`StoreError::RunExists`] when the id
+    /// is taken, leaving the existing run untouched.
+    fn create_run(&self, run: &RunRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies the batches of one tick in a single transaction: all of them
+    /// or none. Scopes are inserted (an id stored before is an error),
+    /// nodes replace any stored row with the same id, consumed messages are
+    /// marked consumed. When this returns, the changes survive a crash of
+    /// the process (and, with full durability, of the machine).
+    fn commit(&self, batches: &[Batch]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One run.
+    fn run(&self, id: &str) -> impl Future<Output = Result<Option<RunRow>, StoreError>> + Send;
+
+    /// Runs, newest first.
+    fn list_runs(
+        &self,
+        filter: &RunFilter,
+    ) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
+
+    /// The child runs of a run, oldest first.
+    fn children(&self, id: &str) -> impl Future<Output = Result<Vec<RunRow>, StoreError>> + Send;
+
+    /// A run's scopes, by id.
+    fn scopes(&self, run: &str) -> impl Future<Output = Result<Vec<ScopeRow>, StoreError>> + Send;
+
+    /// A run's stored nodes, by id. Nodes never stored are pending.
+    fn nodes(&self, run: &str) -> impl Future<Output = Result<Vec<NodeRow>, StoreError>> + Send;
+
+    /// Nodes of a run whose name or key is `name`, by id.
+    fn nodes_named(
+        &self,
+        run: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<NodeRow>, StoreError>> + Send;
+
+    /// Sets the run's owner to `owner` if it is `expected` now (compare and
+    /// set), stamping the heartbeat. [`StoreError::Held`] names the
+    /// current owner otherwise.
+    fn claim(
+        &self,
+        run: &str,
+        expected: Option<&str>,
+        owner: Option<&str>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stamps the heartbeat if `owner` still holds the run; false if not.
+    fn heartbeat(
+        &self,
+        run: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Posts a message to a run's inbox; returns its id.
+    fn post(
+        &self,
+        run: &str,
+        body: &MessageBody,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Messages not yet consumed, oldest first.
+    fn inbox(&self, run: &str) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+}

@@ -1,0 +1,402 @@
+//! The SQLite backend: the embedded default.
+//!
+//! One file, WAL journal (readers never block the driver's writes), and one
+//! transaction per [`StateStore::commit`]: the driver commits every change
+//! of a scheduling tick together, so a tick that finished 500 steps costs
+//! one fsync. Rows of a tick go in as one JSON array per table
+//! (`INSERT .. SELECT FROM json_each(?)`): one statement, however many rows.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{
+    Batch, Message, MessageBody, NodeRow, RunFilter, RunRow, ScopeRow, StateStore, StoreError,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How hard a commit works to survive a crash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: survives power loss (the default).
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a crash of kaon, and may lose the
+    /// last commits (never consistency) on power loss.
+    Process,
+}
+
+/// The SQLite state store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const RUN_COLS: &str = "id, workflow, path, digest, params, options, parent_run, parent_node, \
+     status, data, created_ms, finished_ms, owner, heartbeat_ms";
+const NODE_COLS: &str = "id, scope, key, name, kind, state, attempt, started_ms, finished_ms, data";
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path` and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Process => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(opts).await
+    }
+
+    /// A private in-memory database (tests).
+    pub async fn in_memory() -> Result<SqliteStore, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+        Self::connect(opts).await
+    }
+
+    async fn connect(opts: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+        // One connection: the driver is the only heavy writer, and a single
+        // connection keeps `:memory:` databases whole.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn write_batch(tx: &mut Transaction<'_, Sqlite>, b: &Batch) -> Result<(), StoreError> {
+        if let Some((status, data, finished)) = &b.status {
+            let r =
+                sqlx::query("UPDATE runs SET status = ?, data = ?, finished_ms = ? WHERE id = ?")
+                    .bind(status)
+                    .bind(data)
+                    .bind(finished)
+                    .bind(&b.run)
+                    .execute(&mut **tx)
+                    .await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NoSuchRun(b.run.clone()));
+            }
+        }
+        if !b.scopes.is_empty() {
+            let rows: Vec<serde_json::Value> = b
+                .scopes
+                .iter()
+                .map(|s| serde_json::json!([s.id, s.tmpl, s.parent, s.index, s.vars]))
+                .collect();
+            sqlx::query(
+                "INSERT INTO scopes (run_id, id, tmpl, parent, idx, vars) \
+                 SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4 \
+                 FROM json_each(?2) AS j",
+            )
+            .bind(&b.run)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !b.nodes.is_empty() {
+            let rows: Vec<serde_json::Value> = b
+                .nodes
+                .iter()
+                .map(|n| {
+                    serde_json::json!([
+                        n.id,
+                        n.scope,
+                        n.key,
+                        n.name,
+                        n.kind,
+                        n.state,
+                        n.attempt,
+                        n.started_ms,
+                        n.finished_ms,
+                        n.data
+                    ])
+                })
+                .collect();
+            // `WHERE true` keeps SQLite from reading ON CONFLICT as a join.
+            sqlx::query(
+                "INSERT INTO nodes (run_id, id, scope, key, name, kind, state, attempt, started_ms, finished_ms, data) \
+                 SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+                        j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9 \
+                 FROM json_each(?2) AS j WHERE true \
+                 ON CONFLICT (run_id, id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt, \
+                   started_ms = excluded.started_ms, finished_ms = excluded.finished_ms, data = excluded.data",
+            )
+            .bind(&b.run)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !b.consumed.is_empty() {
+            let ids = serde_json::to_string(&b.consumed).unwrap_or_else(|_| "[]".into());
+            sqlx::query(
+                "UPDATE inbox SET consumed_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) \
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND consumed_ms IS NULL",
+            )
+            .bind(ids)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+fn run_row(r: &SqliteRow) -> Result<RunRow, sqlx::Error> {
+    let parent_run: Option<String> = r.try_get("parent_run")?;
+    let parent_node: Option<i64> = r.try_get("parent_node")?;
+    Ok(RunRow {
+        id: r.try_get("id")?,
+        workflow: r.try_get("workflow")?,
+        path: r.try_get("path")?,
+        digest: r.try_get("digest")?,
+        params: r.try_get("params")?,
+        options: r.try_get("options")?,
+        parent: parent_run.zip(parent_node.map(|n| n as u32)),
+        status: r.try_get("status")?,
+        data: r.try_get("data")?,
+        created_ms: r.try_get("created_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        owner: r.try_get("owner")?,
+        heartbeat_ms: r.try_get("heartbeat_ms")?,
+    })
+}
+
+fn node_row(r: &SqliteRow) -> Result<NodeRow, sqlx::Error> {
+    Ok(NodeRow {
+        id: r.try_get::<i64, _>("id")? as u32,
+        scope: r.try_get::<i64, _>("scope")? as u32,
+        key: r.try_get("key")?,
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        state: r.try_get("state")?,
+        attempt: r.try_get::<i64, _>("attempt")? as u32,
+        started_ms: r.try_get("started_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        data: r.try_get("data")?,
+    })
+}
+
+impl StateStore for SqliteStore {
+    async fn create_run(&self, run: &RunRow) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO runs (id, workflow, path, digest, params, options, parent_run, parent_node, \
+             status, data, created_ms, finished_ms, owner, heartbeat_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&run.id)
+        .bind(&run.workflow)
+        .bind(&run.path)
+        .bind(&run.digest)
+        .bind(&run.params)
+        .bind(&run.options)
+        .bind(run.parent.as_ref().map(|p| &p.0))
+        .bind(run.parent.as_ref().map(|p| i64::from(p.1)))
+        .bind(&run.status)
+        .bind(&run.data)
+        .bind(run.created_ms)
+        .bind(run.finished_ms)
+        .bind(&run.owner)
+        .bind(run.heartbeat_ms)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::RunExists(run.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, batches: &[Batch]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for b in batches {
+            Self::write_batch(&mut tx, b).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(run_row).transpose()?)
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLS} FROM runs \
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 OR parent_run IS NULL) \
+             ORDER BY created_ms DESC, id DESC LIMIT ?3"
+        ))
+        .bind(&filter.status)
+        .bind(filter.children)
+        .bind(filter.limit.map(i64::from).unwrap_or(-1))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(run_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn children(&self, id: &str) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLS} FROM runs WHERE parent_run = ? ORDER BY created_ms, id"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(run_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn scopes(&self, run: &str) -> Result<Vec<ScopeRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tmpl, parent, idx, vars FROM scopes WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScopeRow {
+                    id: r.try_get::<i64, _>("id")? as u32,
+                    tmpl: r.try_get::<i64, _>("tmpl")? as u32,
+                    parent: r.try_get::<Option<i64>, _>("parent")?.map(|p| p as u32),
+                    index: r.try_get::<i64, _>("idx")? as u32,
+                    vars: r.try_get("vars")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn nodes(&self, run: &str) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {NODE_COLS} FROM nodes WHERE run_id = ? ORDER BY id"
+        ))
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(node_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn nodes_named(&self, run: &str, name: &str) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {NODE_COLS} FROM nodes WHERE run_id = ?1 AND (name = ?2 OR key = ?2) ORDER BY id"
+        ))
+        .bind(run)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(node_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn claim(
+        &self,
+        run: &str,
+        expected: Option<&str>,
+        owner: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "UPDATE runs SET owner = ?1, heartbeat_ms = ?2 WHERE id = ?3 AND owner IS ?4",
+        )
+        .bind(owner)
+        .bind(now_ms)
+        .bind(run)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.run(run).await? {
+            None => Err(StoreError::NoSuchRun(run.into())),
+            Some(r) => Err(StoreError::Held {
+                run: run.into(),
+                owner: r.owner.unwrap_or_else(|| "nobody".into()),
+            }),
+        }
+    }
+
+    async fn heartbeat(&self, run: &str, owner: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE runs SET heartbeat_ms = ? WHERE id = ? AND owner = ?")
+            .bind(now_ms)
+            .bind(run)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn post(&self, run: &str, body: &MessageBody, now_ms: i64) -> Result<i64, StoreError> {
+        let (kind, name, value) = match body {
+            MessageBody::Signal { name, value } => ("signal", Some(name.as_str()), value.as_str()),
+            MessageBody::Cancel { reason } => ("cancel", None, reason.as_str()),
+        };
+        let r = sqlx::query(
+            "INSERT INTO inbox (run_id, kind, name, value, created_ms) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+        )
+        .bind(run)
+        .bind(kind)
+        .bind(name)
+        .bind(value)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NoSuchRun(run.into()));
+        }
+        Ok(r.last_insert_rowid())
+    }
+
+    async fn inbox(&self, run: &str) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, kind, name, value, created_ms FROM inbox \
+             WHERE run_id = ? AND consumed_ms IS NULL ORDER BY id",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.try_get("kind")?;
+            let value: Option<String> = r.try_get("value")?;
+            let body = match kind.as_str() {
+                "signal" => MessageBody::Signal {
+                    name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+                    value: value.unwrap_or_else(|| "null".into()),
+                },
+                _ => MessageBody::Cancel {
+                    reason: value.unwrap_or_default(),
+                },
+            };
+            out.push(Message {
+                id: r.try_get("id")?,
+                run: r.try_get("run_id")?,
+                body,
+                created_ms: r.try_get("created_ms")?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,328 @@
+//! The StateStore contract, run against every backend.
+#![allow(clippy::unwrap_used)] // a test that cannot proceed should panic right there
+
+use kaon_store::{
+    Batch, MemoryStore, MessageBody, NodeRow, RunFilter, RunRow, ScopeRow, SqliteStore, StateStore,
+    StoreError,
+};
+
+fn run(id: &str, created: i64, parent: Option<(&str, u32)>) -> RunRow {
+    RunRow {
+        id: id.into(),
+        workflow: "wf".into(),
+        path: "wf.toml".into(),
+        digest: "d".into(),
+        params: "{}".into(),
+        options: "{}".into(),
+        parent: parent.map(|(p, n)| (p.to_string(), n)),
+        status: "running".into(),
+        data: "{}".into(),
+        created_ms: created,
+        finished_ms: None,
+        owner: None,
+        heartbeat_ms: None,
+    }
+}
+
+fn node(id: u32, state: &str) -> NodeRow {
+    NodeRow {
+        id,
+        scope: 0,
+        key: format!("s{id}[x=\"q\"]"),
+        name: format!("s{id}"),
+        kind: "command".into(),
+        state: state.into(),
+        attempt: 1,
+        started_ms: Some(5),
+        finished_ms: None,
+        data: format!("{{\"state\":\"{state}\",\"quote\":\"a\\\"b\"}}"),
+    }
+}
+
+fn scope(id: u32) -> ScopeRow {
+    ScopeRow {
+        id,
+        tmpl: 0,
+        parent: None,
+        index: 0,
+        vars: r#"[["reg","US"]]"#.into(),
+    }
+}
+
+async fn creates_and_reads_runs(s: &impl StateStore) {
+    s.create_run(&run("a", 1, None)).await.unwrap();
+    s.create_run(&run("b", 2, None)).await.unwrap();
+    s.create_run(&run("a.1-1", 3, Some(("a", 1))))
+        .await
+        .unwrap();
+    let err = s.create_run(&run("a", 9, None)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::RunExists(ref id) if id == "a"),
+        "{err}"
+    );
+    assert_eq!(
+        s.run("a").await.unwrap().unwrap().created_ms,
+        1,
+        "a duplicate create must not overwrite"
+    );
+    assert_eq!(s.run("zz").await.unwrap(), None);
+    let ids: Vec<String> = s
+        .list_runs(&RunFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["b", "a"], "newest first, children hidden");
+    let all = s
+        .list_runs(&RunFilter {
+            children: true,
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].id, "a.1-1");
+    let kids = s.children("a").await.unwrap();
+    assert_eq!(kids.len(), 1);
+    assert_eq!(kids[0].parent, Some(("a".to_string(), 1)));
+}
+
+async fn commit_is_atomic_and_replaces_nodes(s: &impl StateStore) {
+    s.create_run(&run("r", 1, None)).await.unwrap();
+    let b1 = Batch {
+        run: "r".into(),
+        status: None,
+        scopes: vec![scope(0)],
+        nodes: vec![node(0, "ready"), node(1, "pending")],
+        consumed: vec![],
+    };
+    s.commit(&[b1]).await.unwrap();
+    let mut n0 = node(0, "succeeded");
+    n0.finished_ms = Some(7);
+    let b2 = Batch {
+        run: "r".into(),
+        status: Some(("succeeded".into(), r#"{"outputs":{}}"#.into(), Some(8))),
+        scopes: vec![],
+        nodes: vec![n0.clone()],
+        consumed: vec![],
+    };
+    s.commit(&[b2]).await.unwrap();
+    let nodes = s.nodes("r").await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0], n0, "the latest row wins, byte for byte");
+    assert_eq!(nodes[1], node(1, "pending"));
+    assert_eq!(s.scopes("r").await.unwrap(), vec![scope(0)]);
+    let r = s.run("r").await.unwrap().unwrap();
+    assert_eq!((r.status.as_str(), r.finished_ms), ("succeeded", Some(8)));
+
+    // A batch that cannot apply (a scope stored twice) leaves nothing behind,
+    // not even the other batch of the same commit.
+    s.create_run(&run("r2", 2, None)).await.unwrap();
+    let good = Batch {
+        run: "r2".into(),
+        nodes: vec![node(5, "ready")],
+        ..Default::default()
+    };
+    let bad = Batch {
+        run: "r".into(),
+        scopes: vec![scope(0)],
+        nodes: vec![node(0, "failed")],
+        ..Default::default()
+    };
+    assert!(s.commit(&[good, bad]).await.is_err());
+    assert!(
+        s.nodes("r2").await.unwrap().is_empty(),
+        "a failed commit must not leave part of itself"
+    );
+    assert_eq!(s.nodes("r").await.unwrap()[0], n0);
+
+    let missing = Batch {
+        run: "nope".into(),
+        status: Some(("failed".into(), "{}".into(), None)),
+        ..Default::default()
+    };
+    assert!(s.commit(&[missing]).await.is_err());
+}
+
+async fn many_rows_in_one_commit(s: &impl StateStore) {
+    s.create_run(&run("big", 1, None)).await.unwrap();
+    let nodes: Vec<NodeRow> = (0..20_000).map(|i| node(i, "succeeded")).collect();
+    let scopes: Vec<ScopeRow> = (0..5_000).map(scope).collect();
+    s.commit(&[Batch {
+        run: "big".into(),
+        scopes,
+        nodes,
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.nodes("big").await.unwrap().len(), 20_000);
+    assert_eq!(s.scopes("big").await.unwrap().len(), 5_000);
+    let named = s.nodes_named("big", "s42").await.unwrap();
+    assert_eq!(named.len(), 1);
+    let by_key = s.nodes_named("big", "s42[x=\"q\"]").await.unwrap();
+    assert_eq!(by_key, named);
+}
+
+async fn claim_is_compare_and_set(s: &impl StateStore) {
+    s.create_run(&run("c", 1, None)).await.unwrap();
+    s.claim("c", None, Some("p1"), 10).await.unwrap();
+    let err = s.claim("c", None, Some("p2"), 11).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Held { ref owner, .. } if owner == "p1"),
+        "{err}"
+    );
+    assert!(s.heartbeat("c", "p1", 12).await.unwrap());
+    assert!(!s.heartbeat("c", "p2", 13).await.unwrap());
+    assert_eq!(s.run("c").await.unwrap().unwrap().heartbeat_ms, Some(12));
+    s.claim("c", Some("p1"), Some("p2"), 14).await.unwrap();
+    s.claim("c", Some("p2"), None, 15).await.unwrap();
+    assert_eq!(s.run("c").await.unwrap().unwrap().owner, None);
+    assert!(matches!(
+        s.claim("nope", None, Some("p"), 1).await,
+        Err(StoreError::NoSuchRun(_))
+    ));
+}
+
+async fn inbox_delivers_until_consumed(s: &impl StateStore) {
+    s.create_run(&run("i", 1, None)).await.unwrap();
+    let a = s
+        .post(
+            "i",
+            &MessageBody::Signal {
+                name: "go".into(),
+                value: "{\"n\":1}".into(),
+            },
+            5,
+        )
+        .await
+        .unwrap();
+    let b = s
+        .post(
+            "i",
+            &MessageBody::Cancel {
+                reason: "user".into(),
+            },
+            6,
+        )
+        .await
+        .unwrap();
+    assert!(b > a);
+    let msgs = s.inbox("i").await.unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(
+        msgs[0].body,
+        MessageBody::Signal {
+            name: "go".into(),
+            value: "{\"n\":1}".into()
+        }
+    );
+    assert_eq!(
+        s.inbox("i").await.unwrap().len(),
+        2,
+        "reading does not consume"
+    );
+    s.commit(&[Batch {
+        run: "i".into(),
+        consumed: vec![a],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    let left = s.inbox("i").await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, b);
+    assert!(matches!(
+        s.post(
+            "nope",
+            &MessageBody::Cancel {
+                reason: String::new()
+            },
+            1
+        )
+        .await,
+        Err(StoreError::NoSuchRun(_))
+    ));
+}
+
+macro_rules! contract {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn creates_and_reads_runs() {
+                super::creates_and_reads_runs(&$make).await;
+            }
+            #[tokio::test]
+            async fn commit_is_atomic_and_replaces_nodes() {
+                super::commit_is_atomic_and_replaces_nodes(&$make).await;
+            }
+            #[tokio::test]
+            async fn many_rows_in_one_commit() {
+                super::many_rows_in_one_commit(&$make).await;
+            }
+            #[tokio::test]
+            async fn claim_is_compare_and_set() {
+                super::claim_is_compare_and_set(&$make).await;
+            }
+            #[tokio::test]
+            async fn inbox_delivers_until_consumed() {
+                super::inbox_delivers_until_consumed(&$make).await;
+            }
+        }
+    };
+}
+
+contract!(memory, MemoryStore::new());
+contract!(sqlite_memory, SqliteStore::in_memory().await.unwrap());
+contract!(sqlite_file, {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("kaon.db"), kaon_store::Durability::Full)
+        .await
+        .unwrap();
+    std::mem::forget(dir);
+    s
+});
+
+/// Two processes' worth of connections on one file: a second store sees
+/// what the first committed, and both can write (WAL + busy timeout).
+#[tokio::test]
+async fn two_connections_share_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kaon.db");
+    let a = SqliteStore::open(&path, kaon_store::Durability::Full)
+        .await
+        .unwrap();
+    let b = SqliteStore::open(&path, kaon_store::Durability::Process)
+        .await
+        .unwrap();
+    a.create_run(&run("x", 1, None)).await.unwrap();
+    b.post(
+        "x",
+        &MessageBody::Signal {
+            name: "s".into(),
+            value: "1".into(),
+        },
+        2,
+    )
+    .await
+    .unwrap();
+    let ba = [Batch {
+        run: "x".into(),
+        nodes: vec![node(1, "ready")],
+        ..Default::default()
+    }];
+    let bb = [Batch {
+        run: "x".into(),
+        nodes: vec![node(2, "ready")],
+        ..Default::default()
+    }];
+    let (r1, r2) = tokio::join!(a.commit(&ba), b.commit(&bb));
+    r1.unwrap();
+    r2.unwrap();
+    assert_eq!(a.inbox("x").await.unwrap().len(), 1);
+    assert_eq!(b.nodes("x").await.unwrap().len(), 2);
+}

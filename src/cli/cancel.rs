@@ -1,0 +1,104 @@
+//! `kaon cancel RUN`
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use kaon_engine::RunStatus;
+use kaon_store::{MessageBody, StateStore};
+
+use super::common::{self, DataArgs, DriveArgs, Start};
+use crate::driver::{self, Capacity};
+use crate::progress::Mode;
+
+/// Cancel a run: nothing new starts, running steps get SIGTERM (then
+/// SIGKILL after the grace period), and the run ends `cancelled` once every
+/// step has stopped.
+///
+/// When a `kaon run` drives the run, it is asked through the database and
+/// this command waits for the run to end. When nothing drives it (kaon
+/// crashed), this command takes it over, stops its steps and ends it.
+///
+/// Examples:
+///   kaon cancel 20261123-071601-3f2a
+///   kaon cancel 20261123-071601-3f2a --no-wait
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The run.
+    run: String,
+    /// Why (kept with the run).
+    #[arg(long, default_value = "cancelled by the user")]
+    reason: String,
+    /// Return once the request is delivered instead of waiting for the end.
+    #[arg(long)]
+    no_wait: bool,
+    /// Longest wait for the run to end.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    timeout: Duration,
+    /// Time between SIGTERM and SIGKILL (when this command stops the steps).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    kill_grace: Duration,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+pub fn run(args: Args, color: bool) -> Result<ExitCode> {
+    common::block_on(async move {
+        let store = Arc::new(args.data.existing_store().await?);
+        let row = common::find_run(&store, &args.run).await?;
+        if let Some(s) = RunStatus::parse(&row.status).filter(|s| s.is_terminal()) {
+            println!("run {} already ended: {}", row.id, s.name());
+            return Ok(ExitCode::SUCCESS);
+        }
+        let live = row
+            .owner
+            .as_deref()
+            .is_some_and(|o| driver::owner_alive(o, row.heartbeat_ms));
+        if !live {
+            if row.parent.is_some() {
+                bail!(
+                    "run {} is a child run whose parent is not running; cancel the parent",
+                    row.id
+                );
+            }
+            let v = common::load_for_resume(&row, color)?;
+            let drive = DriveArgs {
+                mode: Mode::None,
+                capacity: Capacity::detect(),
+                kill_grace: args.kill_grace,
+                cancel: Some(args.reason.clone()),
+            };
+            common::drive(&args.data, store, v, Start::Resume(&row), drive).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        store
+            .post(
+                &row.id,
+                &MessageBody::Cancel {
+                    reason: args.reason.clone(),
+                },
+                driver::now_ms() as i64,
+            )
+            .await?;
+        println!("asked run {} to cancel", row.id);
+        if args.no_wait {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let start = Instant::now();
+        while start.elapsed() < args.timeout {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let r = common::find_run(&store, &row.id).await?;
+            if let Some(s) = RunStatus::parse(&r.status).filter(|s| s.is_terminal()) {
+                println!("run {} ended: {}", r.id, s.name());
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        bail!(
+            "run {} has not ended after {}; it is still stopping its steps",
+            row.id,
+            humantime::format_duration(args.timeout)
+        )
+    })?
+}

@@ -1,0 +1,258 @@
+//! What the run-related verbs share: the data directory, the store, and
+//! driving a run to its end.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kaon_engine::{RunOptions, RunStatus};
+use kaon_exec::LocalExecutor;
+use kaon_model::Validated;
+use kaon_store::{Durability, RunRow, SqliteStore, StateStore};
+use serde_json::{Map, Value};
+
+use crate::driver::{self, Capacity, Driver, DriverOptions};
+use crate::progress::{self, Mode};
+
+/// Where kaon keeps its database and logs.
+#[derive(Debug, clap::Args, Clone)]
+pub struct DataArgs {
+    /// kaon's data directory (database, logs).
+    #[arg(long, global = true, env = "KAON_DATA_DIR", default_value = ".kaon")]
+    pub data_dir: PathBuf,
+}
+
+impl DataArgs {
+    /// The SQLite database file.
+    pub fn db(&self) -> PathBuf {
+        self.data_dir.join("kaon.db")
+    }
+
+    /// Where attempt logs live.
+    pub fn logs(&self) -> PathBuf {
+        let root = self.data_dir.join("runs");
+        std::path::absolute(&root).unwrap_or(root)
+    }
+
+    /// Opens the store.
+    pub async fn store(&self, durability: Durability) -> Result<SqliteStore> {
+        SqliteStore::open(&self.db(), durability)
+            .await
+            .with_context(|| format!("cannot open kaon's database {}", self.db().display()))
+    }
+
+    /// Opens the store for a command that only reads it: a missing
+    /// database is reported, not created.
+    pub async fn existing_store(&self) -> Result<SqliteStore> {
+        if !self.db().exists() {
+            bail!(
+                "no kaon database at {} (runs are kept under the directory `kaon run` was started in; use --data-dir to point elsewhere)",
+                self.db().display()
+            );
+        }
+        self.store(Durability::Full).await
+    }
+}
+
+/// Runs an async block on a runtime made for one command.
+pub fn block_on<F: Future>(f: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(rt.block_on(f))
+}
+
+/// A new run id: the time it started and a few random-ish hex digits,
+/// e.g. `20261123-071601-3f2a`.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now();
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    let nanos = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let salt = blake3::hash(format!("{nanos}:{}", std::process::id()).as_bytes()).to_hex();
+    format!(
+        "{}-{}-{}",
+        &digits[..8.min(digits.len())],
+        &digits[8.min(digits.len())..],
+        &salt[..4]
+    )
+}
+
+/// The exit code for how a run ended: 0 succeeded, 1 failed, 3 cancelled,
+/// 4 left running (detached).
+pub fn exit_code(status: Option<RunStatus>) -> ExitCode {
+    match status {
+        Some(RunStatus::Succeeded) => ExitCode::SUCCESS,
+        Some(RunStatus::Failed) => ExitCode::from(1),
+        Some(RunStatus::Cancelled) => ExitCode::from(3),
+        Some(RunStatus::Running) | None => ExitCode::from(4),
+    }
+}
+
+/// How a run is to be driven.
+pub struct DriveArgs {
+    /// Progress display.
+    pub mode: Mode,
+    /// Resources to admit steps against.
+    pub capacity: Capacity,
+    /// SIGTERM to SIGKILL.
+    pub kill_grace: Duration,
+    /// Cancel as soon as the loop starts (`kaon cancel` of an orphaned run).
+    pub cancel: Option<String>,
+}
+
+/// What to drive.
+pub enum Start<'a> {
+    /// A new run.
+    New {
+        /// Its parameters, bound.
+        params: Map<String, Value>,
+        /// Its options.
+        options: RunOptions,
+    },
+    /// A stored run to carry on.
+    Resume(&'a RunRow),
+}
+
+/// Drives a run to its end and prints the summary; returns the exit code.
+pub async fn drive(
+    data: &DataArgs,
+    store: Arc<SqliteStore>,
+    validated: Arc<Validated>,
+    start: Start<'_>,
+    args: DriveArgs,
+) -> Result<ExitCode> {
+    let owner = driver::owner_id();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = LocalExecutor::new(data.logs(), tx, Duration::from_millis(250));
+    let opts = DriverOptions {
+        capacity: args.capacity,
+        kill_grace: args.kill_grace,
+        inbox_every: Duration::from_millis(200),
+    };
+    let mut d = Driver::new(
+        store.clone(),
+        exec,
+        rx,
+        owner.clone(),
+        opts,
+        progress::observer(args.mode),
+    );
+    let begun = Instant::now();
+    let id = match start {
+        Start::New { params, options } => {
+            let id = new_run_id();
+            let row = driver::new_run_row(
+                &id,
+                &validated,
+                &params,
+                &options,
+                None,
+                &owner,
+                driver::now_ms(),
+            );
+            store.create_run(&row).await?;
+            println!(
+                "run {id}: {} ({})",
+                validated.workflow.name,
+                validated.workflow.path.display()
+            );
+            d.start_new(&id, validated, params, options);
+            id
+        }
+        Start::Resume(row) => {
+            claim_orphan(store.as_ref(), row, &owner).await?;
+            d.resume(row, validated).await?;
+            row.id.clone()
+        }
+    };
+    if let Some(reason) = args.cancel {
+        d.cancel_at_start(&reason);
+    }
+    let result = d.drive().await;
+    d.release().await;
+    let status = result?;
+    match (status, d.root_state()) {
+        (Some(_), Some(state)) => println!("{}", progress::summary(state, begun.elapsed())),
+        _ => println!("run {id} left running; `kaon resume {id}` carries it on"),
+    }
+    Ok(exit_code(status))
+}
+
+/// Takes over a run whose driver is gone; refuses one whose driver lives.
+pub async fn claim_orphan(store: &SqliteStore, row: &RunRow, owner: &str) -> Result<()> {
+    if let Some(o) = &row.owner
+        && o != owner
+        && driver::owner_alive(o, row.heartbeat_ms)
+    {
+        bail!(
+            "run {} is being driven by another kaon process ({o}); `kaon cancel {}` or `kaon signal` reach it",
+            row.id,
+            row.id
+        );
+    }
+    store
+        .claim(
+            &row.id,
+            row.owner.as_deref(),
+            Some(owner),
+            driver::now_ms() as i64,
+        )
+        .await
+        .with_context(|| format!("cannot take over run {}", row.id))
+}
+
+/// Loads the workflow a stored run was started from, checking it did not
+/// change since.
+pub fn load_for_resume(row: &RunRow, color: bool) -> Result<Arc<Validated>> {
+    let path = Path::new(&row.path);
+    let (loaded, ok) = super::load_reporting(path, super::DiagFormat::Rich, color);
+    let Some(v) = loaded.result.filter(|_| ok) else {
+        bail!(
+            "run {}: its workflow {} no longer loads",
+            row.id,
+            path.display()
+        );
+    };
+    let digest = driver::workflow_digest(&v);
+    if digest != row.digest {
+        bail!(
+            "run {}: the workflow {} changed since the run started; finishing it with the new file could mix two versions. Start a new run with `kaon run --new {}`",
+            row.id,
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(Arc::new(v))
+}
+
+/// Finds a run by id, with a clear error when there is none.
+pub async fn find_run(store: &SqliteStore, id: &str) -> Result<RunRow> {
+    match store.run(id).await? {
+        Some(r) => Ok(r),
+        None => {
+            let recent = store
+                .list_runs(&kaon_store::RunFilter {
+                    limit: Some(5),
+                    ..Default::default()
+                })
+                .await?;
+            let ids: Vec<String> = recent.into_iter().map(|r| r.id).collect();
+            if ids.is_empty() {
+                bail!("no run {id} (there are no runs yet)");
+            }
+            bail!("no run {id}; recent runs: {}", ids.join(", "))
+        }
+    }
+}
+
+/// Parses sizes like `512m`, `2g`, `1.5GiB` into bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    kaon_model::load::parse_memory(s).ok_or_else(|| format!("`{s}` is not a size (e.g. 512m, 4g)"))
+}

@@ -1,0 +1,154 @@
+//! `kaon logs RUN STEP`
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use kaon_exec::AttemptFiles;
+use kaon_store::{NodeRow, StateStore};
+
+use super::common::{self, DataArgs};
+
+/// Show a step's output: stdout, then stderr, of its last attempt (or the
+/// one given). STEP is a step name, or an instance key such as
+/// `trainRegModel[reg=US]` for one item of a for-each.
+///
+/// Examples:
+///   kaon logs 20261123-071601-3f2a wrangleData
+///   kaon logs 20261123-071601-3f2a 'trainRegModel[pass=1, reg=US]' --follow
+///   kaon logs 20261123-071601-3f2a train --attempt 1
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The run.
+    run: String,
+    /// The step name or instance key.
+    step: String,
+    /// Keep printing as the step writes, until it ends.
+    #[arg(short, long)]
+    follow: bool,
+    /// Which attempt (default: the latest).
+    #[arg(long)]
+    attempt: Option<u32>,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn copy_from(path: &Path, offset: &mut u64, out: &mut impl Write) -> std::io::Result<bool> {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(false);
+    };
+    let len = f.metadata()?.len();
+    if len <= *offset {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(*offset))?;
+    let mut buf = Vec::new();
+    f.take(len - *offset).read_to_end(&mut buf)?;
+    *offset = len;
+    out.write_all(&buf)?;
+    Ok(true)
+}
+
+fn files_of(data: &DataArgs, run: &str, n: &NodeRow, attempt: u32) -> AttemptFiles {
+    AttemptFiles::new(&data.logs(), run, n.id, &n.name, attempt)
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    common::block_on(async move {
+        let store = args.data.existing_store().await?;
+        let row = common::find_run(&store, &args.run).await?;
+        let nodes: Vec<NodeRow> = store
+            .nodes_named(&row.id, &args.step)
+            .await?
+            .into_iter()
+            .filter(|n| matches!(n.kind.as_str(), "command" | "spark"))
+            .collect();
+        if nodes.is_empty() {
+            let all = store.nodes(&row.id).await?;
+            let mut names: Vec<&str> = all
+                .iter()
+                .filter(|n| matches!(n.kind.as_str(), "command" | "spark"))
+                .map(|n| n.name.as_str())
+                .collect();
+            names.dedup();
+            if names.is_empty() {
+                bail!(
+                    "run {} has no step `{}`, and no step of it has run yet",
+                    row.id,
+                    args.step
+                );
+            }
+            bail!(
+                "run {} has no step `{}` that ran; steps that ran: {}",
+                row.id,
+                args.step,
+                names.join(", ")
+            );
+        }
+        if args.follow && nodes.len() > 1 {
+            let keys: Vec<&str> = nodes.iter().take(5).map(|n| n.key.as_str()).collect();
+            bail!(
+                "`{}` has {} instances; --follow needs one, e.g. '{}'",
+                args.step,
+                nodes.len(),
+                keys.join("', '")
+            );
+        }
+        let mut out = std::io::stdout().lock();
+        let several = nodes.len() > 1;
+        for n in &nodes {
+            let attempt = args.attempt.unwrap_or(n.attempt.max(1));
+            if args.attempt.is_some_and(|a| a > n.attempt || a == 0) {
+                bail!(
+                    "{} has had {} attempt(s); there is no attempt {attempt}",
+                    n.key,
+                    n.attempt
+                );
+            }
+            let f = files_of(&args.data, &row.id, n, attempt);
+            if several {
+                writeln!(out, "==> {} (attempt {attempt}, {}) <==", n.key, n.state)?;
+            }
+            let (mut o, mut e) = (0u64, 0u64);
+            copy_from(&f.stdout, &mut o, &mut out)?;
+            if !args.follow {
+                let mut err = Vec::new();
+                copy_from(&f.stderr, &mut e, &mut err)?;
+                if !err.is_empty() {
+                    writeln!(out, "--- stderr ---")?;
+                    out.write_all(&err)?;
+                }
+                continue;
+            }
+            copy_from(&f.stderr, &mut e, &mut out)?;
+            loop {
+                out.flush()?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let a = copy_from(&f.stdout, &mut o, &mut out)?;
+                let b = copy_from(&f.stderr, &mut e, &mut out)?;
+                if a || b {
+                    continue;
+                }
+                let now = store.nodes_named(&row.id, &n.key).await?;
+                let Some(cur) = now.into_iter().find(|x| x.id == n.id) else {
+                    break;
+                };
+                let ended = cur.attempt != attempt
+                    || matches!(
+                        cur.state.as_str(),
+                        "succeeded" | "failed" | "cancelled" | "skipped" | "retrying"
+                    );
+                if ended {
+                    copy_from(&f.stdout, &mut o, &mut out)?;
+                    copy_from(&f.stderr, &mut e, &mut out)?;
+                    break;
+                }
+            }
+        }
+        out.flush()?;
+        Ok(ExitCode::SUCCESS)
+    })?
+}

@@ -1,0 +1,69 @@
+//! `kaon resume RUN`
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use kaon_engine::RunStatus;
+
+use super::common::{self, DataArgs, DriveArgs, Start};
+use crate::driver::Capacity;
+use crate::progress::Mode;
+
+/// Carry on a run that kaon stopped driving (it crashed, was killed, or
+/// left on SIGTERM).
+///
+/// Steps that succeeded are not run again. Steps whose processes are still
+/// alive are watched again; steps whose processes ended while kaon was away
+/// are judged by the exit status they left; steps lost without a trace are
+/// retried from the platform budget.
+///
+/// Example:
+///   kaon resume 20261123-071601-3f2a
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The run.
+    run: String,
+    /// How progress is shown.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    progress: Mode,
+    /// CPU cores steps may use together.
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Time between SIGTERM and SIGKILL when a step is stopped.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    kill_grace: Duration,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+pub fn run(args: Args, color: bool) -> Result<ExitCode> {
+    common::block_on(async move {
+        let store = Arc::new(args.data.existing_store().await?);
+        let row = common::find_run(&store, &args.run).await?;
+        if let Some(status) = RunStatus::parse(&row.status).filter(|s| s.is_terminal()) {
+            println!("run {} already ended: {}", row.id, status.name());
+            return Ok(common::exit_code(Some(status)));
+        }
+        if row.parent.is_some() {
+            anyhow::bail!(
+                "run {} is a sub-workflow's child run; resume its parent run instead",
+                row.id
+            );
+        }
+        let v = common::load_for_resume(&row, color)?;
+        let mut capacity = Capacity::detect();
+        if let Some(c) = args.cpus {
+            capacity.cpus = c;
+        }
+        let drive = DriveArgs {
+            mode: args.progress,
+            capacity,
+            kill_grace: args.kill_grace,
+            cancel: None,
+        };
+        common::drive(&args.data, store, v, Start::Resume(&row), drive).await
+    })?
+}

@@ -1,0 +1,185 @@
+//! `kaon run FILE`
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use kaon_engine::{FailurePolicy, RunOptions};
+use kaon_store::{Durability, RunFilter, StateStore};
+use serde_json::{Map, Value};
+
+use super::common::{self, DataArgs, DriveArgs, Start};
+use super::{FileArg, load_reporting};
+use crate::driver::{self, Capacity};
+use crate::progress::Mode;
+
+/// Run a workflow on this machine, with live progress.
+///
+/// Every state change is committed to kaon's database (.kaon/kaon.db)
+/// before it takes effect, so a crash loses nothing: run the same command
+/// again (or `kaon resume RUN`) and the run carries on where it was, without
+/// running again any step that succeeded.
+///
+/// Exit status: 0 the run succeeded, 1 it failed, 2 bad input (the
+/// workflow or a parameter), 3 it was cancelled, 4 kaon left it running.
+///
+/// Examples:
+///   kaon run examples/recsys/recsys.toml
+///   kaon run wf.toml -p cohort_date=2016-06-01 -p regions='["US","CA"]'
+///   kaon run wf.toml --progress plain --on-failure stop
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    #[command(flatten)]
+    file: FileArg,
+    /// A parameter value, `name=value` (lists and json as JSON text).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// How progress is shown.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    progress: Mode,
+    /// After a step fails for good: `continue` runs everything that does
+    /// not depend on it; `stop` launches nothing new.
+    #[arg(long, value_enum, default_value_t = Policy::Continue)]
+    on_failure: Policy,
+    /// CPU cores steps may use together (default: this machine's).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Memory steps may use together, e.g. `16g` (default: this machine's).
+    #[arg(long, value_parser = common::parse_size)]
+    memory: Option<u64>,
+    /// Retries per step for failures of the platform (a lost process).
+    #[arg(long, default_value_t = 3)]
+    platform_retries: u32,
+    /// Time between SIGTERM and SIGKILL when a step is stopped.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    kill_grace: Duration,
+    /// Start a new run even if an interrupted run of the same workflow and
+    /// parameters could be carried on.
+    #[arg(long)]
+    new: bool,
+    /// `full`: every commit reaches the disk (survives power loss);
+    /// `process`: survives a crash of kaon, faster.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
+    durability: DurabilityArg,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Policy {
+    Continue,
+    Stop,
+}
+
+/// How hard commits work to survive a crash.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DurabilityArg {
+    /// fsync every commit.
+    Full,
+    /// Survive a crash of kaon, not of the machine.
+    Process,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::Full => Durability::Full,
+            DurabilityArg::Process => Durability::Process,
+        }
+    }
+}
+
+fn parse_params(args: &[String]) -> Result<Map<String, Value>> {
+    let mut m = Map::new();
+    for a in args {
+        let Some((k, v)) = a.split_once('=') else {
+            bail!("-p {a}: expected NAME=VALUE");
+        };
+        m.insert(k.trim().to_string(), Value::String(v.to_string()));
+    }
+    Ok(m)
+}
+
+pub fn run(args: Args, color: bool) -> Result<ExitCode> {
+    let (loaded, ok) = load_reporting(&args.file.file, args.file.diagnostics, color);
+    let Some(v) = loaded.result.filter(|_| ok) else {
+        return Ok(ExitCode::from(2));
+    };
+    let given = parse_params(&args.params)?;
+    let params = match kaon_engine::eval::bind_params(&v.workflow.params, &given) {
+        Ok(p) => p,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let options = RunOptions {
+        on_failure: match args.on_failure {
+            Policy::Continue => FailurePolicy::Continue,
+            Policy::Stop => FailurePolicy::Stop,
+        },
+        platform_retries: args.platform_retries,
+        ..RunOptions::default()
+    };
+    let mut capacity = Capacity::detect();
+    if let Some(c) = args.cpus {
+        if c <= 0.0 {
+            bail!("--cpus must be more than 0");
+        }
+        capacity.cpus = c;
+    }
+    if let Some(m) = args.memory {
+        capacity.memory = m;
+    }
+    let v = Arc::new(v);
+    common::block_on(async move {
+        let store = Arc::new(args.data.store(args.durability.into()).await?);
+        let drive = DriveArgs {
+            mode: args.progress,
+            capacity,
+            kill_grace: args.kill_grace,
+            cancel: None,
+        };
+        // An interrupted run of the same file and parameters is carried on.
+        if !args.new {
+            let path = std::path::absolute(&v.workflow.path)?.display().to_string();
+            let params_text = Value::Object(params.clone()).to_string();
+            let unfinished = store
+                .list_runs(&RunFilter {
+                    status: Some("running".into()),
+                    ..Default::default()
+                })
+                .await?;
+            for row in unfinished {
+                let live = row
+                    .owner
+                    .as_deref()
+                    .is_some_and(|o| driver::owner_alive(o, row.heartbeat_ms));
+                if row.path != path || row.params != params_text || live {
+                    continue;
+                }
+                if row.digest != driver::workflow_digest(&v) {
+                    eprintln!(
+                        "note: run {} of this workflow was interrupted, but the file changed since; starting a new run",
+                        row.id
+                    );
+                    break;
+                }
+                println!("run {}: carrying on the interrupted run", row.id);
+                return common::drive(
+                    &args.data,
+                    store.clone(),
+                    v.clone(),
+                    Start::Resume(&row),
+                    drive,
+                )
+                .await;
+            }
+        }
+        common::drive(&args.data, store, v, Start::New { params, options }, drive).await
+    })?
+}

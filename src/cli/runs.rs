@@ -1,0 +1,327 @@
+//! `kaon runs list` and `kaon runs show RUN`
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use kaon_engine::run::fmt_duration;
+use kaon_engine::{NodeData, StepState};
+use kaon_store::{NodeRow, RunFilter, RunRow, StateStore};
+
+use super::common::{self, DataArgs};
+use super::emit;
+use crate::driver;
+
+/// Runs: list them, show one.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Verb {
+    List(ListArgs),
+    Show(ShowArgs),
+}
+
+/// List runs, newest first.
+///
+/// Examples:
+///   kaon runs list
+///   kaon runs list --status failed --limit 5
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+struct ListArgs {
+    /// Only runs in this state (running, succeeded, failed, cancelled).
+    #[arg(long)]
+    status: Option<String>,
+    /// Also list the child runs of sub-workflows.
+    #[arg(long)]
+    all: bool,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+/// Show a run: its state, and a table of its steps with state, attempts,
+/// duration and exit status.
+///
+/// Steps of big for-each blocks are summed up per step (failures are still
+/// listed one by one); `--all` lists every instance.
+///
+/// Examples:
+///   kaon runs show 20261123-071601-3f2a
+///   kaon runs show 20261123-071601-3f2a --all
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+struct ShowArgs {
+    /// The run.
+    run: String,
+    /// List every instance of steps inside for-each blocks.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    match args.verb {
+        Verb::List(a) => list(a),
+        Verb::Show(a) => show(a),
+    }
+}
+
+fn when(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_string()
+}
+
+fn run_duration(r: &RunRow) -> String {
+    let end = r.finished_ms.unwrap_or_else(|| driver::now_ms() as i64);
+    fmt_duration((end - r.created_ms).max(0) as u64)
+}
+
+fn status_of(r: &RunRow) -> String {
+    let live = r
+        .owner
+        .as_deref()
+        .is_some_and(|o| driver::owner_alive(o, r.heartbeat_ms));
+    if r.status == "running" && !live {
+        "interrupted".into()
+    } else {
+        r.status.clone()
+    }
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut w = vec![0; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn list(a: ListArgs) -> Result<ExitCode> {
+    common::block_on(async move {
+        let store = a.data.existing_store().await?;
+        let runs = store
+            .list_runs(&RunFilter {
+                status: a.status.clone(),
+                children: a.all,
+                limit: Some(a.limit),
+            })
+            .await?;
+        if runs.is_empty() {
+            emit("no runs\n")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut rows = vec![vec![
+            "RUN".into(),
+            "WORKFLOW".into(),
+            "STATUS".into(),
+            "STARTED".into(),
+            "DURATION".into(),
+        ]];
+        for r in &runs {
+            rows.push(vec![
+                r.id.clone(),
+                r.workflow.clone(),
+                status_of(r),
+                when(r.created_ms),
+                run_duration(r),
+            ]);
+        }
+        emit(&table(&rows))?;
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+fn node_line(n: &NodeRow, d: &NodeData) -> Vec<String> {
+    let dur = match (d.info.started, d.info.finished) {
+        (Some(s), Some(f)) => fmt_duration(f.saturating_sub(s)),
+        (Some(s), None) if !d.state.is_terminal() => {
+            format!("{}+", fmt_duration(driver::now_ms().saturating_sub(s)))
+        }
+        _ => String::new(),
+    };
+    let exit = d.info.exit_code.map(|c| c.to_string()).unwrap_or_default();
+    let note = match &d.state {
+        StepState::Failed { failure } => failure.message.clone(),
+        StepState::Retrying { last, .. } => format!("retrying after: {}", last.message),
+        StepState::Skipped { reason } => match reason {
+            kaon_engine::SkipReason::UpstreamFailed { upstream } => format!("{upstream} failed"),
+            kaon_engine::SkipReason::ConditionFalse => "condition false".into(),
+            kaon_engine::SkipReason::RunStopped => "run stopped after a failure".into(),
+        },
+        StepState::Running {
+            handle: Some(serde_json::Value::String(child)),
+            ..
+        } => format!("child run {child}"),
+        _ => {
+            let mut parts = Vec::new();
+            if let Some(p) = &d.info.progress {
+                if let Some(x) = p.percent {
+                    parts.push(format!("{x:.0}%"));
+                }
+                if let Some(m) = &p.message {
+                    parts.push(m.clone());
+                }
+            }
+            if let Some(i) = d.info.items {
+                if n.kind == "for-each" {
+                    parts.push(format!("{i} items"));
+                } else if n.kind == "repeat" {
+                    parts.push(format!("{i} passes"));
+                }
+            }
+            if let Some(x) = &d.info.note {
+                parts.push(x.clone());
+            }
+            parts.join(" ")
+        }
+    };
+    vec![
+        n.key.clone(),
+        n.kind.clone(),
+        d.state.name().to_string(),
+        d.info.attempts.to_string(),
+        dur,
+        exit,
+        note,
+    ]
+}
+
+fn show(a: ShowArgs) -> Result<ExitCode> {
+    common::block_on(async move {
+        let store = a.data.existing_store().await?;
+        let r = common::find_run(&store, &a.run).await?;
+        let mut out = format!(
+            "run       {}\nworkflow  {} ({})\nstatus    {}\nstarted   {}\nduration  {}\nparams    {}\n",
+            r.id,
+            r.workflow,
+            r.path,
+            status_of(&r),
+            when(r.created_ms),
+            run_duration(&r),
+            r.params
+        );
+        if let Some((p, n)) = &r.parent {
+            out.push_str(&format!("parent    {p} (node {n})\n"));
+        }
+        let data: kaon_engine::RunData = serde_json::from_str(&r.data).unwrap_or_default();
+        if let Some(m) = &data.message {
+            out.push_str(&format!("message   {m}\n"));
+        }
+        if let Some(c) = &data.cancel {
+            out.push_str(&format!("cancel    {c}\n"));
+        }
+        if let Some(o) = &data.outputs {
+            for (k, v) in o {
+                out.push_str(&format!(
+                    "output    {k} = {}\n",
+                    kaon_engine::eval::to_text(v)
+                ));
+            }
+        }
+        for c in store.children(&r.id).await? {
+            out.push_str(&format!(
+                "child     {} {} ({})\n",
+                c.id,
+                c.workflow,
+                status_of(&c)
+            ));
+        }
+        out.push('\n');
+        let nodes = store.nodes(&r.id).await?;
+        let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+        for n in &nodes {
+            if n.key != n.name {
+                *by_name.entry(n.name.as_str()).or_default() += 1;
+            }
+        }
+        let mut rows = vec![vec![
+            "STEP".into(),
+            "KIND".into(),
+            "STATE".into(),
+            "ATTEMPTS".into(),
+            "DURATION".into(),
+            "EXIT".into(),
+            "NOTE".into(),
+        ]];
+        let mut summed: BTreeMap<&str, BTreeMap<String, u32>> = BTreeMap::new();
+        for n in &nodes {
+            if n.kind == "marker" {
+                continue;
+            }
+            let d: NodeData = match serde_json::from_str(&n.data) {
+                Ok(d) => d,
+                Err(e) => {
+                    rows.push(vec![
+                        n.key.clone(),
+                        n.kind.clone(),
+                        n.state.clone(),
+                        n.attempt.to_string(),
+                        String::new(),
+                        String::new(),
+                        format!("damaged record: {e}"),
+                    ]);
+                    continue;
+                }
+            };
+            let many = by_name.get(n.name.as_str()).copied().unwrap_or(0) > 20;
+            if many && !a.all {
+                *summed
+                    .entry(n.name.as_str())
+                    .or_default()
+                    .entry(d.state.name().to_string())
+                    .or_default() += 1;
+                if !matches!(d.state, StepState::Failed { .. }) {
+                    continue;
+                }
+            }
+            rows.push(node_line(n, &d));
+        }
+        for (name, states) in summed {
+            let total: u32 = states.values().sum();
+            let parts: Vec<String> = states.iter().map(|(s, c)| format!("{c} {s}")).collect();
+            rows.push(vec![
+                format!("{name}[…] ×{total}"),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                parts.join(", "),
+            ]);
+        }
+        out.push_str(&table(&rows));
+        if nodes.is_empty() {
+            out.push_str("(no step has started yet)\n");
+        }
+        emit(&out)?;
+        Ok(ExitCode::SUCCESS)
+    })?
+}

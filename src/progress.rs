@@ -1,0 +1,443 @@
+//! What `kaon run` shows while it works: live bars on a terminal, plain
+//! lines otherwise.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kaon_engine::program::TNode;
+use kaon_engine::run::fmt_duration;
+use kaon_engine::{NodeId, NodeRecord, RunState, RunStatus, SkipReason, StepState};
+
+/// Gets told about every committed change.
+pub trait Observer: Send {
+    /// Nodes changed in the last tick (already committed).
+    fn changed(
+        &mut self,
+        root: &str,
+        runs: &HashMap<&str, &RunState>,
+        changed: &[(String, NodeRecord)],
+    );
+    /// A message for the user.
+    fn note(&mut self, msg: &str);
+    /// The root run ended.
+    fn finished(&mut self, state: &RunState);
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Bars on a terminal, plain lines otherwise.
+    Auto,
+    /// Live bars (needs a terminal).
+    Tty,
+    /// One line per event.
+    Plain,
+    /// Nothing but the final summary.
+    None,
+}
+
+/// For-each blocks with more items than this show as one bar, not a line
+/// per item.
+const BIG: u32 = 20;
+
+/// The observer for a mode.
+pub fn observer(mode: Mode) -> Box<dyn Observer> {
+    use std::io::IsTerminal;
+    match mode {
+        Mode::Auto if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() => {
+            Box::new(Bars::new())
+        }
+        Mode::Tty => Box::new(Bars::new()),
+        Mode::Auto | Mode::Plain => Box::new(Plain::new()),
+        Mode::None => Box::new(Quiet),
+    }
+}
+
+/// The block a node sits in when that block is a big for-each.
+fn big_block(state: &RunState, id: NodeId) -> Option<NodeId> {
+    let n = state.node(id)?;
+    let b = state.scope(n.scope).parent?;
+    match state.tnode(b) {
+        TNode::ForEach { .. } if state.node(b)?.info.items.unwrap_or(0) > BIG => Some(b),
+        _ => big_block(state, b),
+    }
+}
+
+fn label(run: &str, root: &str, key: &str) -> String {
+    if run == root {
+        key.to_string()
+    } else {
+        let child = run
+            .strip_prefix(root)
+            .unwrap_or(run)
+            .trim_start_matches('.');
+        format!("{child}/{key}")
+    }
+}
+
+fn duration_of(r: &NodeRecord) -> String {
+    match (r.data.info.attempt_started, r.data.info.finished) {
+        (Some(s), Some(f)) => fmt_duration(f.saturating_sub(s)),
+        _ => String::new(),
+    }
+}
+
+fn describe(r: &NodeRecord) -> Option<String> {
+    let k = &r.key;
+    Some(match &r.data.state {
+        StepState::Running { attempt, .. } if r.kind == "wait" => {
+            format!(
+                "… {k} {}",
+                r.data
+                    .info
+                    .note
+                    .clone()
+                    .unwrap_or_else(|| format!("attempt {attempt}"))
+            )
+        }
+        StepState::Running { attempt: 1, .. } => format!("▶ {k}"),
+        StepState::Running { attempt, .. } => format!("▶ {k} (attempt {attempt})"),
+        StepState::Succeeded => {
+            let d = duration_of(r);
+            if d.is_empty() {
+                format!("✓ {k}")
+            } else {
+                format!("✓ {k} ({d})")
+            }
+        }
+        StepState::Failed { failure } => format!("✗ {k}: {}", failure.message),
+        StepState::Retrying { attempt, at, last } => format!(
+            "↻ {k}: attempt {} {}; retrying in {}",
+            attempt - 1,
+            last.message,
+            fmt_duration(at.saturating_sub(crate::driver::now_ms()))
+        ),
+        StepState::Skipped { reason } => match reason {
+            SkipReason::ConditionFalse => format!("- {k}: condition false, nothing to run"),
+            SkipReason::UpstreamFailed { upstream } => format!("- {k} skipped: {upstream} failed"),
+            SkipReason::RunStopped => format!("- {k} skipped: the run stopped after a failure"),
+        },
+        StepState::Cancelled => format!("■ {k} cancelled"),
+        _ => return None,
+    })
+}
+
+fn block_summary(state: &RunState, b: NodeId) -> String {
+    let (done, failed, total) = state.child_counts(b);
+    format!("{} {done}/{total} done, {failed} failed", state.key(b))
+}
+
+/// One line per event, for logs and pipes.
+pub struct Plain {
+    start: Instant,
+    last: HashMap<(String, u32), &'static str>,
+    blocks: HashMap<(String, u32), Instant>,
+    out: std::io::Stdout,
+}
+
+impl Plain {
+    fn new() -> Plain {
+        Plain {
+            start: Instant::now(),
+            last: HashMap::new(),
+            blocks: HashMap::new(),
+            out: std::io::stdout(),
+        }
+    }
+
+    fn line(&mut self, s: &str) {
+        let t = self.start.elapsed().as_secs_f64();
+        let _ = writeln!(self.out.lock(), "[{t:>7.1}s] {s}");
+    }
+}
+
+impl Observer for Plain {
+    fn changed(
+        &mut self,
+        root: &str,
+        runs: &HashMap<&str, &RunState>,
+        changed: &[(String, NodeRecord)],
+    ) {
+        for (run, r) in changed {
+            let Some(state) = runs.get(run.as_str()) else {
+                continue;
+            };
+            let key = (run.clone(), r.id.0);
+            let name = r.data.state.name();
+            let big = big_block(state, r.id);
+            if let Some(b) = big {
+                if matches!(r.data.state, StepState::Failed { .. })
+                    && let Some(d) = describe(r)
+                {
+                    self.line(&label(run, root, &d));
+                }
+                let bk = (run.clone(), b.0);
+                let due = self
+                    .blocks
+                    .get(&bk)
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(2));
+                if due {
+                    self.blocks.insert(bk, Instant::now());
+                    let s = block_summary(state, b);
+                    self.line(&label(run, root, &s));
+                }
+                continue;
+            }
+            if r.kind == "marker" || self.last.get(&key) == Some(&name) {
+                continue;
+            }
+            if r.kind == "noop" && name != "succeeded" {
+                continue;
+            }
+            if matches!(r.kind, "for-each" | "repeat" | "when") {
+                let s = match &r.data.state {
+                    StepState::Running { .. } if r.kind == "for-each" => {
+                        format!("▶ {} over {} items", r.key, r.data.info.items.unwrap_or(0))
+                    }
+                    StepState::Running { .. } if r.kind == "repeat" => {
+                        format!("▶ {} pass {}", r.key, r.data.info.items.unwrap_or(1))
+                    }
+                    StepState::Running { .. } => format!(
+                        "▶ {} ({})",
+                        r.key,
+                        r.data.info.note.clone().unwrap_or_default()
+                    ),
+                    _ => match describe(r) {
+                        Some(d) => d,
+                        None => continue,
+                    },
+                };
+                self.last.insert(key, name);
+                self.line(&label(run, root, &s));
+                continue;
+            }
+            if let Some(d) = describe(r) {
+                self.last.insert(key, name);
+                self.line(&label(run, root, &d));
+            }
+        }
+    }
+
+    fn note(&mut self, msg: &str) {
+        self.line(msg);
+    }
+
+    fn finished(&mut self, state: &RunState) {
+        let _ = self.out.flush();
+        let _ = state;
+    }
+}
+
+/// Nothing while running.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn changed(&mut self, _: &str, _: &HashMap<&str, &RunState>, _: &[(String, NodeRecord)]) {}
+    fn note(&mut self, msg: &str) {
+        eprintln!("{msg}");
+    }
+    fn finished(&mut self, _: &RunState) {}
+}
+
+/// Live bars: a spinner per running step, a bar per for-each block.
+pub struct Bars {
+    mp: MultiProgress,
+    steps: HashMap<(String, u32), ProgressBar>,
+    blocks: HashMap<(String, u32), ProgressBar>,
+    step_style: ProgressStyle,
+    block_style: ProgressStyle,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let step_style = ProgressStyle::with_template("{spinner:.cyan} {elapsed:>5} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let block_style = ProgressStyle::with_template(
+            "{spinner:.cyan} {elapsed:>5} [{bar:30.cyan/blue}] {pos}/{len} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        Bars {
+            mp,
+            steps: HashMap::new(),
+            blocks: HashMap::new(),
+            step_style,
+            block_style,
+        }
+    }
+
+    fn print(&self, s: &str) {
+        let _ = self.mp.println(s);
+    }
+}
+
+impl Observer for Bars {
+    fn changed(
+        &mut self,
+        root: &str,
+        runs: &HashMap<&str, &RunState>,
+        changed: &[(String, NodeRecord)],
+    ) {
+        for (run, r) in changed {
+            let Some(state) = runs.get(run.as_str()) else {
+                continue;
+            };
+            let key = (run.clone(), r.id.0);
+            if let Some(b) = big_block(state, r.id) {
+                if matches!(r.data.state, StepState::Failed { .. })
+                    && let Some(d) = describe(r)
+                {
+                    self.print(&label(run, root, &d));
+                }
+                let _ = b;
+                continue;
+            }
+            if r.kind == "for-each" {
+                match &r.data.state {
+                    StepState::Running { .. } => {
+                        let bar = self.blocks.entry(key).or_insert_with(|| {
+                            let pb = self
+                                .mp
+                                .add(ProgressBar::new(u64::from(r.data.info.items.unwrap_or(0))));
+                            pb.set_style(self.block_style.clone());
+                            pb.enable_steady_tick(Duration::from_millis(100));
+                            pb
+                        });
+                        bar.set_message(label(run, root, &r.key));
+                    }
+                    s if s.is_terminal() => {
+                        if let Some(pb) = self.blocks.remove(&key) {
+                            pb.finish_and_clear();
+                        }
+                        if let Some(d) = describe(r) {
+                            self.print(&label(run, root, &d));
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            if matches!(r.kind, "marker" | "noop" | "repeat" | "when") {
+                if matches!(r.data.state, StepState::Failed { .. })
+                    && let Some(d) = describe(r)
+                {
+                    self.print(&label(run, root, &d));
+                }
+                continue;
+            }
+            match &r.data.state {
+                StepState::Running { attempt, .. } => {
+                    let pb = self.steps.entry(key).or_insert_with(|| {
+                        let pb = self.mp.add(ProgressBar::new_spinner());
+                        pb.set_style(self.step_style.clone());
+                        pb.enable_steady_tick(Duration::from_millis(100));
+                        pb
+                    });
+                    let mut msg = label(run, root, &r.key);
+                    if *attempt > 1 {
+                        msg.push_str(&format!(" (attempt {attempt})"));
+                    }
+                    if let Some(p) = &r.data.info.progress {
+                        if let Some(pct) = p.percent {
+                            msg.push_str(&format!(" {pct:.0}%"));
+                        }
+                        if let Some(m) = &p.message {
+                            msg.push_str(&format!(" {m}"));
+                        }
+                    } else if let Some(n) = &r.data.info.note {
+                        msg.push_str(&format!(" {n}"));
+                    }
+                    pb.set_message(msg);
+                }
+                s => {
+                    if let Some(pb) = self.steps.remove(&key) {
+                        pb.finish_and_clear();
+                    }
+                    if (s.is_terminal() || matches!(s, StepState::Retrying { .. }))
+                        && let Some(d) = describe(r)
+                    {
+                        self.print(&label(run, root, &d));
+                    }
+                }
+            }
+        }
+        for ((run, b), pb) in &self.blocks {
+            if let Some(state) = runs.get(run.as_str()) {
+                let (done, failed, total) = state.child_counts(NodeId(*b));
+                pb.set_length(u64::from(total));
+                pb.set_position(u64::from(done));
+                if failed > 0 {
+                    pb.set_message(format!(
+                        "{} ({failed} failed)",
+                        label(run, root, &state.key(NodeId(*b)))
+                    ));
+                }
+            }
+        }
+    }
+
+    fn note(&mut self, msg: &str) {
+        self.print(msg);
+    }
+
+    fn finished(&mut self, _: &RunState) {
+        for (_, pb) in self.steps.drain().chain(self.blocks.drain()) {
+            pb.finish_and_clear();
+        }
+        let _ = self.mp.clear();
+    }
+}
+
+/// The final report of a run, for stdout.
+pub fn summary(state: &RunState, elapsed: Duration) -> String {
+    let mut counts: HashMap<&'static str, u32> = HashMap::new();
+    for (id, n) in state.nodes() {
+        if state.tnode(id).is_block()
+            || matches!(state.tnode(id), TNode::Step { kind, .. } if kind.name() == "marker")
+        {
+            continue;
+        }
+        *counts.entry(n.state.name()).or_default() += 1;
+    }
+    let mut parts: Vec<String> = [
+        "succeeded",
+        "failed",
+        "skipped",
+        "cancelled",
+        "running",
+        "pending",
+    ]
+    .iter()
+    .filter_map(|s| counts.get(s).map(|c| format!("{c} {s}")))
+    .collect();
+    if parts.is_empty() {
+        parts.push("no steps".into());
+    }
+    let verb = match state.status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "was cancelled",
+        RunStatus::Running => "is still running",
+    };
+    let mut s = format!(
+        "run {} {verb} in {} ({})",
+        state.id,
+        fmt_duration(elapsed.as_millis() as u64),
+        parts.join(", ")
+    );
+    if let Some(m) = &state.data.message {
+        s.push_str(&format!("\n  {m}"));
+    }
+    if let Some(outs) = &state.data.outputs {
+        for (k, v) in outs {
+            s.push_str(&format!(
+                "\n  output {k} = {}",
+                kaon_engine::eval::to_text(v)
+            ));
+        }
+    }
+    s
+}
