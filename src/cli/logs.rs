@@ -57,7 +57,20 @@ fn files_of(data: &DataArgs, run: &str, n: &NodeRow, attempt: u32) -> AttemptFil
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    common::block_on(async move {
+    let r = common::block_on(show(args))?;
+    match r {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other,
+    }
+}
+
+async fn show(args: Args) -> Result<ExitCode> {
+    {
         let store = args.data.existing_store().await?;
         let row = common::find_run(&store, &args.run).await?;
         let nodes: Vec<NodeRow> = store
@@ -150,5 +163,5 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         out.flush()?;
         Ok(ExitCode::SUCCESS)
-    })?
+    }
 }

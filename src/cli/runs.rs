@@ -63,8 +63,39 @@ struct ShowArgs {
     /// List every instance of steps inside for-each blocks.
     #[arg(long)]
     all: bool,
+    /// `table` for people, `json` for programs (every node, full records).
+    #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
+    format: ShowFormat,
     #[command(flatten)]
     data: DataArgs,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ShowFormat {
+    Table,
+    Json,
+}
+
+fn show_json(r: &RunRow, nodes: &[NodeRow]) -> String {
+    let parse =
+        |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
+    let nodes: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id, "key": n.key, "name": n.name, "kind": n.kind, "state": n.state,
+                "attempts": n.attempt, "started_ms": n.started_ms, "finished_ms": n.finished_ms,
+                "data": parse(&n.data),
+            })
+        })
+        .collect();
+    let v = serde_json::json!({
+        "id": r.id, "workflow": r.workflow, "path": r.path, "status": r.status,
+        "params": parse(&r.params), "data": parse(&r.data), "created_ms": r.created_ms,
+        "finished_ms": r.finished_ms, "parent": r.parent.as_ref().map(|p| &p.0),
+        "nodes": nodes,
+    });
+    format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -218,6 +249,11 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     common::block_on(async move {
         let store = a.data.existing_store().await?;
         let r = common::find_run(&store, &a.run).await?;
+        if matches!(a.format, ShowFormat::Json) {
+            let nodes = store.nodes(&r.id).await?;
+            emit(&show_json(&r, &nodes))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut out = format!(
             "run       {}\nworkflow  {} ({})\nstatus    {}\nstarted   {}\nduration  {}\nparams    {}\n",
             r.id,
