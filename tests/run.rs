@@ -127,7 +127,7 @@ last = { kind = "command", command = ["true"] }
     assert_eq!(nodes_named(&v, "broken")[0]["attempts"], 2);
     assert_eq!(nodes_named(&v, "downstream")[0]["state"], "skipped");
     assert_eq!(nodes_named(&v, "last")[0]["state"], "skipped");
-    let logs = k.run(&["logs", &v["id"].as_str().unwrap(), "broken"]);
+    let logs = k.run(&["logs", v["id"].as_str().unwrap(), "broken"]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("boom"));
 
     // With --on-failure stop, the independent branch is not launched after

@@ -136,10 +136,10 @@ pub fn pid_alive(pid: i32) -> bool {
 pub fn read_pid(p: &Path) -> i32 {
     let start = Instant::now();
     loop {
-        if let Ok(s) = std::fs::read_to_string(p) {
-            if let Ok(pid) = s.trim().parse() {
-                return pid;
-            }
+        if let Ok(s) = std::fs::read_to_string(p)
+            && let Ok(pid) = s.trim().parse()
+        {
+            return pid;
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
