@@ -138,6 +138,30 @@ pub struct RunState {
     work: VecDeque<Work>,
     out: Vec<Action>,
     now: Millis,
+    param_env: Arc<Vec<(String, String)>>,
+}
+
+/// The longest parameter value passed in the environment. Linux refuses an
+/// environment string over 128 KiB, and copying a big list into every
+/// launch would cost time per step; such values reach steps through
+/// `${params.NAME}` instead.
+pub const MAX_ENV_VALUE: usize = 32 * 1024;
+
+/// `KAON_PARAMS` (all parameters as one JSON object) and `KAON_PARAM_<NAME>`
+/// per parameter, leaving out values longer than [`MAX_ENV_VALUE`].
+fn param_env(params: &Map<String, Value>) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let all = Value::Object(params.clone()).to_string();
+    if all.len() <= MAX_ENV_VALUE {
+        env.push(("KAON_PARAMS".to_string(), all));
+    }
+    for (k, v) in params {
+        let text = eval::to_text(v);
+        if text.len() <= MAX_ENV_VALUE {
+            env.push((format!("KAON_PARAM_{}", env_name(k)), text));
+        }
+    }
+    env
 }
 
 impl RunState {
@@ -148,6 +172,7 @@ impl RunState {
         params: Map<String, Value>,
         options: RunOptions,
     ) -> RunState {
+        let env = Arc::new(param_env(&params));
         RunState {
             id: id.into(),
             program,
@@ -164,6 +189,7 @@ impl RunState {
             work: VecDeque::new(),
             out: Vec::new(),
             now: 0,
+            param_env: env,
         }
     }
 
@@ -896,11 +922,15 @@ impl RunState {
                 }
                 TKind::Wait => {
                     self.start_now(n);
-                    self.nodes[n as usize].info.attempts = 1;
+                    // After a timed-out wait, the next wait is a new attempt:
+                    // the attempt number is what tells its timers from the
+                    // old one's.
+                    let attempt = self.nodes[n as usize].info.attempts + 1;
+                    self.nodes[n as usize].info.attempts = attempt;
                     self.set_state(
                         n,
                         StepState::Running {
-                            attempt: 1,
+                            attempt,
                             handle: None,
                         },
                     );
@@ -913,7 +943,7 @@ impl RunState {
                     if let Some(v) = self.data.signals.get(&signal).cloned() {
                         self.wake(n, v);
                     } else {
-                        self.set_timeout(n, 1);
+                        self.set_timeout(n, attempt);
                     }
                 }
                 TKind::SubWorkflow => self.start_child(n, 1),
@@ -1146,13 +1176,7 @@ impl RunState {
         env.push(("KAON_STEP".into(), step.name.clone()));
         env.push(("KAON_STEP_KEY".into(), key.clone()));
         env.push(("KAON_ATTEMPT".into(), attempt.to_string()));
-        env.push((
-            "KAON_PARAMS".into(),
-            Value::Object(self.params.clone()).to_string(),
-        ));
-        for (k, v) in &self.params {
-            env.push((format!("KAON_PARAM_{}", env_name(k)), eval::to_text(v)));
-        }
+        env.extend(self.param_env.iter().cloned());
         let mut s = self.nodes[n as usize].scope;
         loop {
             let sc = &self.scopes[s as usize];

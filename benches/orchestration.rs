@@ -1,0 +1,302 @@
+//! Orchestration benchmarks: what kaon costs beyond the processes it runs.
+//!
+//! `cargo bench --bench orchestration` prints a table:
+//! - the engine alone (no processes) on 100,000 steps, with the in-memory
+//!   store and with SQLite on disk;
+//! - `kaon run` of a chain of 1,000 `true` commands and of for-each blocks
+//!   of 1,000, 10,000 and 30,000 `true` commands, next to a plain shell
+//!   spawning the same processes (a loop, and `xargs -P` at the same
+//!   parallelism), with kaon's peak RSS.
+//!
+//! `KAON_BENCH_SIZES=1000,10000` limits the sweeps (the 30,000 case takes
+//! about a minute).
+#![allow(clippy::unwrap_used, missing_docs)] // a benchmark that cannot proceed should stop
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kaon_engine::{Action, Event, Exit, NodeId, Program, RunOptions, RunState};
+use kaon_store::{
+    Batch, Durability, MemoryStore, NodeRow, RunRow, ScopeRow, SqliteStore, StateStore,
+};
+use serde_json::{Map, Value, json};
+
+fn sweep_workflow(n: usize, body: &str) -> String {
+    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    format!(
+        "[workflow]\nname = \"sweep\"\nflow = \"**(i = items) --< (t) >--\"\n\n[params]\nitems = {{ type = \"list<int>\", default = [{}] }}\n\n[steps.t]\n{body}\n",
+        items.join(",")
+    )
+}
+
+fn chain_workflow(n: usize) -> String {
+    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    let mut wf = format!(
+        "[workflow]\nname = \"chain\"\nflow = \"{}\"\n\n[steps]\n",
+        names.join(" -> ")
+    );
+    for s in &names {
+        wf.push_str(&format!(
+            "{s} = {{ kind = \"command\", command = [\"true\"] }}\n"
+        ));
+    }
+    wf
+}
+
+fn program(text: &str) -> (Arc<Program>, Map<String, Value>) {
+    let loaded = kaon_model::load_str(Path::new("/tmp/bench/wf.toml"), text);
+    let v = loaded.result.unwrap();
+    let params = kaon_engine::eval::bind_params(&v.workflow.params, &Map::new()).unwrap();
+    (
+        Arc::new(Program::new(Arc::new(v), "/tmp/bench".into())),
+        params,
+    )
+}
+
+fn batch(run: &str, state: &mut RunState) -> (Batch, usize) {
+    let d = state.take_delta();
+    let n = d.nodes.len();
+    let b = Batch {
+        run: run.into(),
+        status: d
+            .run
+            .map(|(s, data)| (s.name().into(), serde_json::to_string(&data).unwrap(), None)),
+        scopes: d
+            .scopes
+            .iter()
+            .map(|s| ScopeRow {
+                id: s.id,
+                tmpl: s.tmpl,
+                parent: s.parent,
+                index: s.index,
+                vars: serde_json::to_string(&s.vars).unwrap(),
+            })
+            .collect(),
+        nodes: d
+            .nodes
+            .iter()
+            .map(|r| NodeRow {
+                id: r.id.0,
+                scope: r.scope,
+                key: r.key.clone(),
+                name: r.name.clone(),
+                kind: r.kind.into(),
+                state: r.data.state.name().into(),
+                attempt: r.data.info.attempts,
+                started_ms: r.data.info.started.map(|t| t as i64),
+                finished_ms: r.data.info.finished.map(|t| t as i64),
+                data: serde_json::to_string(&r.data).unwrap(),
+            })
+            .collect(),
+        consumed: vec![],
+    };
+    (b, n)
+}
+
+fn run_row(id: &str) -> RunRow {
+    RunRow {
+        id: id.into(),
+        workflow: "bench".into(),
+        path: "/tmp/bench/wf.toml".into(),
+        digest: "-".into(),
+        params: "{}".into(),
+        options: "{}".into(),
+        parent: None,
+        status: "running".into(),
+        data: "{}".into(),
+        created_ms: 0,
+        finished_ms: None,
+        owner: None,
+        heartbeat_ms: None,
+    }
+}
+
+/// Plays the executor for `n` command steps: every ready step is admitted,
+/// launched and exits 0; changes are committed every `tick` events, as the
+/// driver does. Returns (events applied, rows written, seconds).
+async fn engine_run(store: &impl StateStore, n: usize, tick: usize) -> (usize, usize, f64) {
+    let (prog, params) = program(&sweep_workflow(
+        n,
+        "kind = \"command\"\ncommand = [\"true\"]",
+    ));
+    let id = format!("bench-{n}-{tick}");
+    store.create_run(&run_row(&id)).await.unwrap();
+    let start = Instant::now();
+    let mut state = RunState::new(id.clone(), prog, params, RunOptions::default());
+    let mut queue: Vec<Event> = vec![Event::RunStarted];
+    let mut events = 0;
+    let mut rows = 0;
+    let mut now = 1_000u64;
+    while !queue.is_empty() {
+        let take = queue.len().min(tick);
+        let batch_events: Vec<Event> = queue.drain(..take).collect();
+        let mut next = Vec::new();
+        for ev in batch_events {
+            events += 1;
+            now += 1;
+            for a in state.apply(ev, now).unwrap() {
+                match a {
+                    Action::Enqueue { node, .. } => next.push(Event::StepAdmitted { node }),
+                    Action::Launch(o) => {
+                        next.push(Event::StepLaunched {
+                            node: o.node,
+                            attempt: o.attempt,
+                            handle: json!({"pid": 1}),
+                        });
+                        next.push(exited(o.node, o.attempt));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let (b, r) = batch(&id, &mut state);
+        rows += r;
+        store.commit(&[b]).await.unwrap();
+        queue.extend(next);
+    }
+    assert_eq!(state.status, kaon_engine::RunStatus::Succeeded);
+    (events, rows, start.elapsed().as_secs_f64())
+}
+
+fn exited(node: NodeId, attempt: u32) -> Event {
+    Event::StepExited {
+        node,
+        attempt,
+        exit: Exit::Code { code: 0 },
+        outputs: Map::new(),
+        problems: vec![],
+    }
+}
+
+/// 100,000 no-op steps expand and finish in one tick.
+async fn engine_noops(store: &impl StateStore, n: usize) -> (usize, f64) {
+    let (prog, params) = program(&sweep_workflow(n, "kind = \"noop\""));
+    let id = format!("noop-{n}");
+    store.create_run(&run_row(&id)).await.unwrap();
+    let start = Instant::now();
+    let mut state = RunState::new(id.clone(), prog, params, RunOptions::default());
+    state.apply(Event::RunStarted, 1).unwrap();
+    let (b, rows) = batch(&id, &mut state);
+    store.commit(&[b]).await.unwrap();
+    assert_eq!(state.status, kaon_engine::RunStatus::Succeeded);
+    (rows, start.elapsed().as_secs_f64())
+}
+
+fn peak_rss_children_mb() -> f64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    u.max_rss() as f64 / 1024.0
+}
+
+fn time_cmd(c: &mut Command) -> f64 {
+    let start = Instant::now();
+    let s = c.status().unwrap();
+    assert!(s.success(), "{c:?} failed");
+    start.elapsed().as_secs_f64()
+}
+
+fn kaon_run(dir: &Path, wf: &Path, cpus: u32) -> f64 {
+    let _ = std::fs::remove_dir_all(dir.join(".kaon"));
+    time_cmd(
+        Command::new(env!("CARGO_BIN_EXE_kaon"))
+            .args([
+                "run",
+                wf.to_str().unwrap(),
+                "--progress",
+                "none",
+                "--cpus",
+                &cpus.to_string(),
+            ])
+            .current_dir(dir)
+            .env("KAON_DATA_DIR", dir.join(".kaon"))
+            .stdout(std::process::Stdio::null()),
+    )
+}
+
+fn shell_loop(n: usize) -> f64 {
+    time_cmd(Command::new("sh").args([
+        "-c",
+        &format!("i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"),
+    ]))
+}
+
+fn shell_parallel(n: usize, p: u32) -> f64 {
+    time_cmd(Command::new("sh").args(["-c", &format!("seq {n} | xargs -P {p} -n 1 /bin/true")]))
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs with no
+    // such flag and must stay quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-orchestration");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+
+    println!("## Engine alone (no processes), 100,000 steps\n");
+    println!("| case | store | events | rows written | wall | events/s |");
+    println!("|---|---|---:|---:|---:|---:|");
+    rt.block_on(async {
+        let mem = MemoryStore::new();
+        let (rows, t) = engine_noops(&mem, 100_000).await;
+        println!("| for-each of 100,000 noop | memory | 1 | {rows} | {:.2}s | {:.0} rows/s |", t, rows as f64 / t);
+        let sq = SqliteStore::open(&base.join("engine.db"), Durability::Full).await.unwrap();
+        let (rows, t) = engine_noops(&sq, 100_000).await;
+        println!("| for-each of 100,000 noop | sqlite (full) | 1 | {rows} | {:.2}s | {:.0} rows/s |", t, rows as f64 / t);
+        for (name, tick) in [("memory", 512usize)] {
+            let (ev, rows, t) = engine_run(&mem, 100_000, tick).await;
+            println!("| 100,000 commands, executor simulated, tick {tick} | {name} | {ev} | {rows} | {t:.2}s | {:.0} |", ev as f64 / t);
+        }
+        for (d, dname) in [(Durability::Full, "full"), (Durability::Process, "process")] {
+            let sq = SqliteStore::open(&base.join(format!("engine-{dname}.db")), d).await.unwrap();
+            for tick in [64usize, 512] {
+                let (ev, rows, t) = engine_run(&sq, 100_000, tick).await;
+                println!("| 100,000 commands, executor simulated, tick {tick} | sqlite ({dname}) | {ev} | {rows} | {t:.2}s | {:.0} |", ev as f64 / t);
+            }
+        }
+    });
+
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(2);
+    println!("\n## `kaon run` of `true` commands ({cpus} at a time; SQLite, full durability)\n");
+    println!(
+        "| case | steps | kaon wall | shell baseline | baseline wall | kaon overhead per step | kaon peak RSS (max so far) |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---:|");
+    let chain = base.join("chain.toml");
+    std::fs::write(&chain, chain_workflow(1000)).unwrap();
+    let t = kaon_run(&base, &chain, cpus);
+    let sh = shell_loop(1000);
+    println!(
+        "| chain | 1000 | {t:.2}s | `while` loop, one at a time | {sh:.2}s | {:.2} ms | {:.0} MB |",
+        (t - sh) * 1000.0 / 1000.0,
+        peak_rss_children_mb()
+    );
+    let sizes: Vec<usize> = std::env::var("KAON_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000, 10_000, 30_000]);
+    for n in sizes {
+        let wf = base.join(format!("sweep-{n}.toml"));
+        std::fs::write(
+            &wf,
+            sweep_workflow(n, "kind = \"command\"\ncommand = [\"true\"]"),
+        )
+        .unwrap();
+        let t = kaon_run(&base, &wf, cpus);
+        let rss = peak_rss_children_mb();
+        let sh = shell_parallel(n, cpus);
+        println!(
+            "| for-each | {n} | {t:.2}s | `xargs -P {cpus}` | {sh:.2}s | {:.2} ms | {rss:.0} MB |",
+            (t - sh) * 1000.0 / n as f64
+        );
+    }
+    let _ = Duration::ZERO;
+}
