@@ -946,7 +946,10 @@ impl RunState {
                         self.set_timeout(n, attempt);
                     }
                 }
-                TKind::SubWorkflow => self.start_child(n, 1),
+                TKind::SubWorkflow => {
+                    let attempt = self.nodes[n as usize].info.attempts + 1;
+                    self.start_child(n, attempt)
+                }
             },
             TNode::ForEach { bindings, body, .. } => {
                 self.start_now(n);
@@ -1515,27 +1518,21 @@ impl RunState {
                 self.finish(n, StepState::Succeeded);
             }
             RunStatus::Cancelled if kill == Some(KillReason::Timeout) => {
-                self.finish(
-                    n,
-                    StepState::Failed {
-                        failure: Failure {
-                            class: FailureClass::Timeout,
-                            message: "the child run timed out".into(),
-                            exit_code: None,
-                        },
-                    },
-                );
+                let f = Failure {
+                    class: FailureClass::Timeout,
+                    message: "the child run timed out".into(),
+                    exit_code: None,
+                };
+                self.attempt_failed(n, f);
             }
             RunStatus::Cancelled => self.finish(n, StepState::Cancelled),
-            _ => self.finish(
-                n,
-                StepState::Failed {
-                    failure: Failure::user(format!(
-                        "the child run failed{}",
-                        message.map(|m| format!(": {m}")).unwrap_or_default()
-                    )),
-                },
-            ),
+            _ => {
+                let f = Failure::user(format!(
+                    "the child run failed{}",
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                ));
+                self.attempt_failed(n, f);
+            }
         }
     }
 
