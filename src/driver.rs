@@ -195,6 +195,27 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
         }
     }
 
+    /// Holds a run in memory and queues its first event.
+    fn hold(
+        &mut self,
+        id: &str,
+        state: RunState,
+        validated: Arc<Validated>,
+        parent: Option<(String, NodeId, u32)>,
+        first: Event,
+    ) {
+        self.runs.insert(
+            id.to_string(),
+            RunCtx {
+                state,
+                validated,
+                parent,
+                done: false,
+            },
+        );
+        self.pending.push_back((id.to_string(), first));
+    }
+
     /// Starts a new run (already recorded in the store) from the beginning.
     pub fn start_new(
         &mut self,
@@ -206,32 +227,14 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
         let program = Arc::new(Program::new(validated.clone(), base_dir(&validated)));
         let state = RunState::new(id, program, params, options);
         self.root = id.to_string();
-        self.runs.insert(
-            id.to_string(),
-            RunCtx {
-                state,
-                validated,
-                parent: None,
-                done: false,
-            },
-        );
-        self.pending.push_back((id.to_string(), Event::RunStarted));
+        self.hold(id, state, validated, None, Event::RunStarted);
     }
 
     /// Loads a stored run to carry it on.
     pub async fn resume(&mut self, row: &RunRow, validated: Arc<Validated>) -> Result<()> {
         let state = load_state(self.store.as_ref(), row, validated.clone()).await?;
         self.root = row.id.clone();
-        self.runs.insert(
-            row.id.clone(),
-            RunCtx {
-                state,
-                validated,
-                parent: None,
-                done: false,
-            },
-        );
-        self.pending.push_back((row.id.clone(), Event::Recovered));
+        self.hold(&row.id, state, validated, None, Event::Recovered);
         Ok(())
     }
 
@@ -644,17 +647,7 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
             self.store
                 .claim(child, expected.as_deref(), Some(&self.owner), now as i64)
                 .await?;
-            self.runs.insert(
-                child.to_string(),
-                RunCtx {
-                    state,
-                    validated,
-                    parent: link,
-                    done: false,
-                },
-            );
-            self.pending
-                .push_back((child.to_string(), Event::Recovered));
+            self.hold(child, state, validated, link, Event::Recovered);
             return Ok(());
         }
         let bound = kaon_engine::eval::bind_params(&validated.workflow.params, &params);
@@ -686,17 +679,7 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
         self.store.create_run(&row).await?;
         let program = Arc::new(Program::new(validated.clone(), base_dir(&validated)));
         let state = RunState::new(child, program, params, options);
-        self.runs.insert(
-            child.to_string(),
-            RunCtx {
-                state,
-                validated,
-                parent: link,
-                done: false,
-            },
-        );
-        self.pending
-            .push_back((child.to_string(), Event::RunStarted));
+        self.hold(child, state, validated, link, Event::RunStarted);
         Ok(())
     }
 }
