@@ -65,7 +65,9 @@ pub fn owner_alive(owner: &str, heartbeat_ms: Option<i64>) -> bool {
 pub fn workflow_digest(v: &Validated) -> String {
     let mut h = blake3::Hasher::new();
     fn add(h: &mut blake3::Hasher, v: &Validated) {
-        h.update(v.workflow.path.to_string_lossy().as_bytes());
+        let path =
+            std::path::absolute(&v.workflow.path).unwrap_or_else(|_| v.workflow.path.clone());
+        h.update(path.to_string_lossy().as_bytes());
         h.update(&std::fs::read(&v.workflow.path).unwrap_or_default());
         for c in v.children.values() {
             add(h, c);
@@ -112,6 +114,23 @@ impl Capacity {
             .map(|kb| kb * 1024)
             .unwrap_or(8 << 30);
         Capacity { cpus, memory }
+    }
+
+    /// This capacity with `--cpus` / `--memory` applied.
+    pub fn with(mut self, cpus: Option<f64>, memory: Option<u64>) -> Result<Capacity> {
+        if let Some(c) = cpus {
+            if !(c > 0.0 && c.is_finite()) {
+                bail!("--cpus must be a number above 0, not {c}");
+            }
+            self.cpus = c;
+        }
+        if let Some(m) = memory {
+            if m == 0 {
+                bail!("--memory must be above 0");
+            }
+            self.memory = m;
+        }
+        Ok(self)
     }
 }
 
@@ -258,14 +277,35 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
     pub async fn drive(&mut self) -> Result<Option<RunStatus>> {
         let mut inbox = tokio::time::interval(self.opts.inbox_every);
         let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot listen for SIGTERM")?;
+        // Signals arrive on a channel that every turn checks, so a busy
+        // loop (events always pending) still sees Ctrl-C.
+        let (sig_tx, mut sigs) = tokio::sync::mpsc::unbounded_channel::<bool>();
+        for (kind, is_term) in [
+            (tokio::signal::unix::SignalKind::interrupt(), false),
+            (tokio::signal::unix::SignalKind::terminate(), true),
+        ] {
+            let mut stream =
+                tokio::signal::unix::signal(kind).context("cannot listen for signals")?;
+            let tx = sig_tx.clone();
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if tx.send(is_term).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         loop {
             self.tick().await?;
             if self.runs.get(&self.root).is_some_and(|c| c.done) && self.held.is_empty() {
                 let status = self.runs[&self.root].state.status;
                 self.observer.finished(&self.runs[&self.root].state);
                 return Ok(Some(status));
+            }
+            while let Ok(is_term) = sigs.try_recv() {
+                if self.on_signal(is_term) {
+                    return Ok(None);
+                }
             }
             if !self.pending.is_empty() {
                 continue;
@@ -297,22 +337,38 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
                         }
                     }
                 }
-                _ = tokio::signal::ctrl_c() => {
-                    self.interrupts += 1;
-                    if self.interrupts > 1 {
-                        self.observer.note("interrupted again: leaving; the steps still running go on, and `kaon resume` picks the run up");
+                Some(is_term) = sigs.recv() => {
+                    if self.on_signal(is_term) {
                         return Ok(None);
                     }
-                    self.observer.note("cancelling the run (Ctrl-C again to leave at once)");
-                    self.pending.push_back((self.root.clone(), Event::CancelRequested { reason: "interrupted (Ctrl-C)".into() }));
-                }
-                _ = term.recv() => {
-                    self.observer.note("SIGTERM: leaving the run as it is; `kaon resume` carries it on");
-                    return Ok(None);
                 }
             }
             self.fire_timers();
         }
+    }
+
+    /// Ctrl-C once cancels the run, twice leaves; SIGTERM leaves. True
+    /// when the loop must stop.
+    fn on_signal(&mut self, is_term: bool) -> bool {
+        if is_term {
+            self.observer
+                .note("SIGTERM: leaving the run as it is; `kaon resume` carries it on");
+            return true;
+        }
+        self.interrupts += 1;
+        if self.interrupts > 1 {
+            self.observer.note("interrupted again: leaving; the steps still running go on, and `kaon resume` picks the run up");
+            return true;
+        }
+        self.observer
+            .note("cancelling the run (Ctrl-C again to leave at once)");
+        self.pending.push_back((
+            self.root.clone(),
+            Event::CancelRequested {
+                reason: "interrupted (Ctrl-C)".into(),
+            },
+        ));
+        false
     }
 
     /// Lets go of every run this driver holds.
@@ -522,28 +578,40 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
     async fn act(&mut self, run: &str, a: Action, now: Millis) -> Result<()> {
         match a {
             Action::Enqueue { .. } => {}
-            Action::Launch(order) => match self.exec.start(&order) {
-                Ok(handle) => self.pending.push_back((
-                    run.to_string(),
-                    Event::StepLaunched {
-                        node: order.node,
-                        attempt: order.attempt,
-                        handle,
-                    },
-                )),
-                Err(e) => {
-                    self.release_resources(run, order.node);
-                    self.pending.push_back((
+            Action::Launch(order) => {
+                // Launches re-issued after a restart were admitted by the
+                // previous process: count them against capacity again.
+                let key = (run.to_string(), order.node.0);
+                if !self.held.contains_key(&key) {
+                    let c = order.cpus.min(self.opts.capacity.cpus);
+                    let m = order.memory.min(self.opts.capacity.memory);
+                    self.free.cpus -= c;
+                    self.free.memory = self.free.memory.saturating_sub(m);
+                    self.held.insert(key, (c, m));
+                }
+                match self.exec.start(&order) {
+                    Ok(handle) => self.pending.push_back((
                         run.to_string(),
-                        Event::LaunchFailed {
+                        Event::StepLaunched {
                             node: order.node,
                             attempt: order.attempt,
-                            message: e.message,
-                            platform: e.platform,
+                            handle,
                         },
-                    ));
+                    )),
+                    Err(e) => {
+                        self.release_resources(run, order.node);
+                        self.pending.push_back((
+                            run.to_string(),
+                            Event::LaunchFailed {
+                                node: order.node,
+                                attempt: order.attempt,
+                                message: e.message,
+                                platform: e.platform,
+                            },
+                        ));
+                    }
                 }
-            },
+            }
             Action::Reattach {
                 node,
                 handle,

@@ -84,8 +84,7 @@ fn duration_of(r: &NodeRecord) -> String {
     }
 }
 
-fn describe(r: &NodeRecord) -> Option<String> {
-    let k = &r.key;
+fn describe(r: &NodeRecord, k: &str) -> Option<String> {
     Some(match &r.data.state {
         StepState::Running { attempt, .. } if r.kind == "wait" => {
             format!(
@@ -132,7 +131,7 @@ fn block_summary(state: &RunState, b: NodeId) -> String {
 /// One line per event, for logs and pipes.
 pub struct Plain {
     start: Instant,
-    last: HashMap<(String, u32), &'static str>,
+    last: HashMap<(String, u32), String>,
     blocks: HashMap<(String, u32), Instant>,
     out: std::io::Stdout,
 }
@@ -166,12 +165,15 @@ impl Observer for Plain {
             };
             let key = (run.clone(), r.id.0);
             let name = r.data.state.name();
+            // A repeat announces each pass: the pass number is part of what
+            // was last said about it.
+            let said = format!("{name}:{}", r.data.info.items.unwrap_or(0));
             let big = big_block(state, r.id);
             if let Some(b) = big {
                 if matches!(r.data.state, StepState::Failed { .. })
-                    && let Some(d) = describe(r)
+                    && let Some(d) = describe(r, &label(run, root, &r.key))
                 {
-                    self.line(&label(run, root, &d));
+                    self.line(&d);
                 }
                 let bk = (run.clone(), b.0);
                 let due = self
@@ -185,37 +187,36 @@ impl Observer for Plain {
                 }
                 continue;
             }
-            if r.kind == "marker" || self.last.get(&key) == Some(&name) {
+            if r.kind == "marker" || self.last.get(&key) == Some(&said) {
                 continue;
             }
             if r.kind == "noop" && name != "succeeded" {
                 continue;
             }
             if matches!(r.kind, "for-each" | "repeat" | "when") {
+                let lk = label(run, root, &r.key);
                 let s = match &r.data.state {
                     StepState::Running { .. } if r.kind == "for-each" => {
-                        format!("▶ {} over {} items", r.key, r.data.info.items.unwrap_or(0))
+                        format!("▶ {lk} over {} items", r.data.info.items.unwrap_or(0))
                     }
                     StepState::Running { .. } if r.kind == "repeat" => {
-                        format!("▶ {} pass {}", r.key, r.data.info.items.unwrap_or(1))
+                        format!("▶ {lk} pass {}", r.data.info.items.unwrap_or(1))
                     }
-                    StepState::Running { .. } => format!(
-                        "▶ {} ({})",
-                        r.key,
-                        r.data.info.note.clone().unwrap_or_default()
-                    ),
-                    _ => match describe(r) {
+                    StepState::Running { .. } => {
+                        format!("▶ {lk} ({})", r.data.info.note.clone().unwrap_or_default())
+                    }
+                    _ => match describe(r, &lk) {
                         Some(d) => d,
                         None => continue,
                     },
                 };
-                self.last.insert(key, name);
-                self.line(&label(run, root, &s));
+                self.last.insert(key, said.clone());
+                self.line(&s);
                 continue;
             }
-            if let Some(d) = describe(r) {
-                self.last.insert(key, name);
-                self.line(&label(run, root, &d));
+            if let Some(d) = describe(r, &label(run, root, &r.key)) {
+                self.last.insert(key, said.clone());
+                self.line(&d);
             }
         }
     }
@@ -288,9 +289,9 @@ impl Observer for Bars {
             let key = (run.clone(), r.id.0);
             if let Some(b) = big_block(state, r.id) {
                 if matches!(r.data.state, StepState::Failed { .. })
-                    && let Some(d) = describe(r)
+                    && let Some(d) = describe(r, &label(run, root, &r.key))
                 {
-                    self.print(&label(run, root, &d));
+                    self.print(&d);
                 }
                 let _ = b;
                 continue;
@@ -312,8 +313,8 @@ impl Observer for Bars {
                         if let Some(pb) = self.blocks.remove(&key) {
                             pb.finish_and_clear();
                         }
-                        if let Some(d) = describe(r) {
-                            self.print(&label(run, root, &d));
+                        if let Some(d) = describe(r, &label(run, root, &r.key)) {
+                            self.print(&d);
                         }
                     }
                     _ => {}
@@ -322,9 +323,9 @@ impl Observer for Bars {
             }
             if matches!(r.kind, "marker" | "noop" | "repeat" | "when") {
                 if matches!(r.data.state, StepState::Failed { .. })
-                    && let Some(d) = describe(r)
+                    && let Some(d) = describe(r, &label(run, root, &r.key))
                 {
-                    self.print(&label(run, root, &d));
+                    self.print(&d);
                 }
                 continue;
             }
@@ -357,9 +358,9 @@ impl Observer for Bars {
                         pb.finish_and_clear();
                     }
                     if (s.is_terminal() || matches!(s, StepState::Retrying { .. }))
-                        && let Some(d) = describe(r)
+                        && let Some(d) = describe(r, &label(run, root, &r.key))
                     {
-                        self.print(&label(run, root, &d));
+                        self.print(&d);
                     }
                 }
             }

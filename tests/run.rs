@@ -464,3 +464,130 @@ a = { kind = "command", command = ["true"] }
         text(&o)
     );
 }
+
+#[test]
+fn cancel_reaches_programs_that_ignore_sigterm() {
+    let k = Kaon::new();
+    let wf = k.write(
+        "wf.toml",
+        r#"
+[workflow]
+name = "stubborn"
+flow = "stubborn"
+
+[steps.stubborn]
+kind = "command"
+script = "trap '' TERM; echo $$ > s.pid; while true; do sleep 0.1; done"
+"#,
+    );
+    let child = k.spawn(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--progress",
+        "plain",
+        "--kill-grace",
+        "1s",
+    ]);
+    let run = k.wait_run_id();
+    k.wait_state(&run, "stubborn", "running");
+    let pid = read_pid(&k.path("s.pid"));
+    let c = k.run(&["cancel", &run]);
+    assert!(c.status.success(), "{}", text(&c));
+    let o = wait_output(child, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        !pid_alive(pid),
+        "a program ignoring SIGTERM must get SIGKILL after the grace period"
+    );
+}
+
+#[test]
+fn a_run_started_with_a_relative_path_resumes_after_sigkill() {
+    let k = Kaon::new();
+    k.write(
+        "wf.toml",
+        r#"
+[workflow]
+name = "rel"
+flow = "first -> second"
+
+[steps.first]
+kind = "command"
+script = "echo once >> first.log; sleep 1"
+
+[steps.second]
+kind = "command"
+script = "echo once >> second.log"
+"#,
+    );
+    let mut child = k.spawn(&["run", "wf.toml", "--progress", "plain"]);
+    let run = k.wait_run_id();
+    k.wait_state(&run, "first", "running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let r = k.run(&["runs", "list", "--status", "interrupted"]);
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains(&run),
+        "{}",
+        text(&r)
+    );
+    let o = k.run(&["resume", &run, "--progress", "plain"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(k.path("first.log")).unwrap(),
+        "once\n",
+        "re-attached, not run again"
+    );
+    assert_eq!(
+        std::fs::read_to_string(k.path("second.log")).unwrap(),
+        "once\n"
+    );
+    let v = k.show(&run);
+    assert_eq!(nodes_named(&v, "first")[0]["attempts"], 1);
+}
+
+#[test]
+fn a_program_killed_by_sigkill_is_retried_from_the_platform_budget() {
+    let k = Kaon::new();
+    let wf = k.write(
+        "wf.toml",
+        r#"
+[workflow]
+name = "oom"
+flow = "victim"
+
+[params]
+extra = { type = "json" }
+
+[steps.victim]
+kind = "command"
+script = '''
+echo "${params.extra.a}" > extra.a
+if [ ! -e killed ]; then touch killed; kill -KILL $$; fi
+'''
+"#,
+    );
+    let o = k.run(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--progress",
+        "plain",
+        "-p",
+        r#"extra={"a": 5}"#,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("killed by signal 9"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(k.path("extra.a")).unwrap().trim(),
+        "5",
+        "json parameters are parsed"
+    );
+    let v = k.show(&k.wait_run_id());
+    let n = nodes_named(&v, "victim")[0];
+    assert_eq!(n["attempts"], 2);
+    assert_eq!(n["data"]["platform_failures"], 1);
+}

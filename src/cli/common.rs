@@ -130,7 +130,7 @@ pub async fn drive(
 ) -> Result<ExitCode> {
     let owner = driver::owner_id();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = LocalExecutor::new(data.logs(), tx, Duration::from_millis(250));
+    let exec = LocalExecutor::new(data.logs(), tx, Duration::from_millis(250), args.kill_grace);
     let opts = DriverOptions {
         capacity: args.capacity,
         kill_grace: args.kill_grace,

@@ -29,9 +29,12 @@ pub struct Args {
     /// How progress is shown.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     progress: Mode,
-    /// CPU cores steps may use together.
+    /// CPU cores steps may use together (default: this machine's).
     #[arg(long)]
     cpus: Option<f64>,
+    /// Memory steps may use together, e.g. `16g` (default: this machine's).
+    #[arg(long, value_parser = common::parse_size)]
+    memory: Option<u64>,
     /// Time between SIGTERM and SIGKILL when a step is stopped.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     kill_grace: Duration,
@@ -54,10 +57,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
             );
         }
         let v = common::load_for_resume(&row, color)?;
-        let mut capacity = Capacity::detect();
-        if let Some(c) = args.cpus {
-            capacity.cpus = c;
-        }
+        let capacity = Capacity::detect().with(args.cpus, args.memory)?;
         let drive = DriveArgs {
             mode: args.progress,
             capacity,

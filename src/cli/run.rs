@@ -125,16 +125,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
         platform_retries: args.platform_retries,
         ..RunOptions::default()
     };
-    let mut capacity = Capacity::detect();
-    if let Some(c) = args.cpus {
-        if c <= 0.0 {
-            bail!("--cpus must be more than 0");
-        }
-        capacity.cpus = c;
-    }
-    if let Some(m) = args.memory {
-        capacity.memory = m;
-    }
+    let capacity = Capacity::detect().with(args.cpus, args.memory)?;
     let v = Arc::new(v);
     common::block_on(async move {
         let store = Arc::new(args.data.store(args.durability.into()).await?);

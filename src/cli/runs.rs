@@ -33,7 +33,8 @@ enum Verb {
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 struct ListArgs {
-    /// Only runs in this state (running, succeeded, failed, cancelled).
+    /// Only runs in this state (running, interrupted, succeeded, failed,
+    /// cancelled).
     #[arg(long)]
     status: Option<String>,
     /// Also list the child runs of sub-workflows.
@@ -158,13 +159,23 @@ fn table(rows: &[Vec<String>]) -> String {
 fn list(a: ListArgs) -> Result<ExitCode> {
     common::block_on(async move {
         let store = a.data.existing_store().await?;
-        let runs = store
+        // `interrupted` is `running` with no live driver: filter here.
+        let interrupted = a.status.as_deref() == Some("interrupted");
+        let status = if interrupted {
+            Some("running".to_string())
+        } else {
+            a.status.clone()
+        };
+        let runs: Vec<RunRow> = store
             .list_runs(&RunFilter {
-                status: a.status.clone(),
+                status,
                 children: a.all,
                 limit: Some(a.limit),
             })
-            .await?;
+            .await?
+            .into_iter()
+            .filter(|r| !interrupted || status_of(r) == "interrupted")
+            .collect();
         if runs.is_empty() {
             emit("no runs\n")?;
             return Ok(ExitCode::SUCCESS);

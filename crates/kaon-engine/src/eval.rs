@@ -157,6 +157,11 @@ pub fn fields(mut v: Value, fields: &[String], r: &Ref) -> Result<Value, String>
 /// Turns a value given as text (`-p key=value`, a literal template) into the
 /// declared type: `"5"` for an int is 5; a list or json is parsed as JSON.
 pub fn coerce(ty: &Type, v: Value) -> Result<Value, String> {
+    if let (Type::Json, Value::String(s)) = (ty, &v) {
+        // JSON given as text: `-p extra='{"a": 1}'`; text that is not JSON
+        // stays a string.
+        return Ok(serde_json::from_str(s.trim()).unwrap_or(v));
+    }
     if ty.accepts_value(&v) {
         return Ok(v);
     }

@@ -877,15 +877,24 @@ impl RunState {
 
     /// The first failed step and why, for the run's message.
     pub fn first_failure(&self) -> Option<String> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .find_map(|(i, n)| match &n.state {
-                StepState::Failed { failure } if !self.tnode(NodeId(i as u32)).is_block() => Some(
-                    format!("{} failed: {}", self.key(NodeId(i as u32)), failure.message),
-                ),
-                _ => None,
-            })
+        let failed = |want_block: bool| {
+            self.nodes
+                .iter()
+                .enumerate()
+                .find_map(|(i, n)| match &n.state {
+                    StepState::Failed { failure }
+                        if self.tnode(NodeId(i as u32)).is_block() == want_block =>
+                    {
+                        Some(format!(
+                            "{} failed: {}",
+                            self.key(NodeId(i as u32)),
+                            failure.message
+                        ))
+                    }
+                    _ => None,
+                })
+        };
+        failed(false).or_else(|| failed(true))
     }
 
     fn make_ready(&mut self, n: u32) {
@@ -1253,7 +1262,10 @@ impl RunState {
                     self.finish(n, StepState::Succeeded);
                     return;
                 }
-                Err(msg) => Failure::user(msg),
+                Err(problems) => Failure::user(format!(
+                    "exited 0 but {} (a step hands outputs back by printing `::kaon::output NAME=<json>` or writing them to $KAON_OUTPUTS_FILE)",
+                    problems.join("; ")
+                )),
             },
             Exit::Code { code } => Failure {
                 class: FailureClass::User,
@@ -1275,7 +1287,7 @@ impl RunState {
         n: u32,
         mut got: Map<String, Value>,
         mut problems: Vec<String>,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, Vec<String>> {
         let mut outs = Map::new();
         if let Some(step) = self.step_of(NodeId(n)) {
             for (name, decl) in &step.outputs {
@@ -1289,17 +1301,14 @@ impl RunState {
                         eval::show(&v)
                     )),
                     None if decl.ty.is_artifact() => {}
-                    None => problems.push(format!(
-                        "the step did not hand back output `{name}` ({}); print `::kaon::output {name}=<json>` or write it to $KAON_OUTPUTS_FILE",
-                        decl.ty
-                    )),
+                    None => problems.push(format!("output `{name}` ({}) is missing", decl.ty)),
                 }
             }
         }
         if problems.is_empty() {
             Ok(outs)
         } else {
-            Err(format!("exited 0 but {}", problems.join("; ")))
+            Err(problems)
         }
     }
 
@@ -1412,33 +1421,28 @@ impl RunState {
         }
     }
 
+    /// Completes a wait step with a signal's value: its output `value`
+    /// is the whole value, and an object's fields are outputs too.
     fn wake(&mut self, n: u32, value: Value) {
-        let outputs = match value {
-            Value::Object(m) => m,
-            other => {
-                let mut m = Map::new();
-                m.insert("value".into(), other);
-                m
-            }
+        let mut outputs = match &value {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
         };
-        let declared: Vec<String> = self
-            .step_of(NodeId(n))
-            .map(|s| s.outputs.keys().cloned().collect())
-            .unwrap_or_default();
+        outputs.insert("value".into(), value);
         match self.check_outputs(n, outputs.clone(), Vec::new()) {
-            Ok(mut outs) => {
-                if declared.is_empty() {
-                    outs = outputs;
-                }
+            Ok(_) => {
                 let info = &mut self.nodes[n as usize].info;
-                info.outputs = (!outs.is_empty()).then_some(outs);
+                info.outputs = Some(outputs);
                 info.note = None;
                 self.finish(n, StepState::Succeeded);
             }
-            Err(e) => self.finish(
+            Err(problems) => self.finish(
                 n,
                 StepState::Failed {
-                    failure: Failure::user(format!("the signal's value does not fit: {e}")),
+                    failure: Failure::user(format!(
+                        "the signal's value does not fit the step's outputs: {}",
+                        problems.join("; ")
+                    )),
                 },
             ),
         }

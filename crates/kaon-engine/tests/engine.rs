@@ -910,7 +910,11 @@ fn a_wait_step_runs_until_its_signal_arrives() {
         value: json!({"ok": true}),
     });
     assert_eq!(h.state("approve"), StepState::Succeeded);
-    assert_eq!(h.info("approve").outputs, Some(obj(json!({"ok": true}))));
+    assert_eq!(
+        h.info("approve").outputs,
+        Some(obj(json!({"ok": true, "value": {"ok": true}}))),
+        "an object's fields are outputs, and `value` is the whole value"
+    );
     assert_eq!(launches_in(&acts), ["b"]);
     assert_eq!(argv(h.launches.last().unwrap()), ["publish", "true"]);
     let acts = h.exit("b", 0, json!({}));

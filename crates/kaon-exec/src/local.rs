@@ -35,6 +35,7 @@ pub struct LocalExecutor {
     root: PathBuf,
     tx: UnboundedSender<ExecEvent>,
     poll: Duration,
+    grace: Duration,
 }
 
 /// What is stored to find an attempt's process again.
@@ -48,9 +49,20 @@ struct Handle {
 
 impl LocalExecutor {
     /// Logs and attempt files go under `root/<run>/`; events go to `tx`.
-    /// `poll` is how often progress is read and foreign processes checked.
-    pub fn new(root: PathBuf, tx: UnboundedSender<ExecEvent>, poll: Duration) -> LocalExecutor {
-        LocalExecutor { root, tx, poll }
+    /// `poll` is how often progress is read and foreign processes checked;
+    /// `grace` is how long processes get between SIGTERM and SIGKILL.
+    pub fn new(
+        root: PathBuf,
+        tx: UnboundedSender<ExecEvent>,
+        poll: Duration,
+        grace: Duration,
+    ) -> LocalExecutor {
+        LocalExecutor {
+            root,
+            tx,
+            poll,
+            grace,
+        }
     }
 
     /// The files of an attempt.
@@ -70,6 +82,7 @@ impl LocalExecutor {
             files: self.files(order),
             order: order.clone(),
             poll: self.poll,
+            grace: self.grace,
             offset: 0,
             outputs: Map::new(),
         };
@@ -220,19 +233,57 @@ impl Executor for LocalExecutor {
         if h.pid <= 0 || !procfs::alive(h.pid, h.start) {
             return;
         }
-        let _ = killpg(Pid::from_raw(h.pid), Signal::SIGTERM);
+        let group = Pid::from_raw(h.pid);
+        let _ = killpg(group, Signal::SIGTERM);
+        // The wrapper dies at once on SIGTERM; what it started may ignore
+        // it. Watch the group, not the leader.
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + grace;
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                if !procfs::alive(h.pid, h.start) {
+                if killpg(group, None).is_err() {
                     return;
                 }
             }
-            if procfs::alive(h.pid, h.start) {
-                let _ = killpg(Pid::from_raw(h.pid), Signal::SIGKILL);
-            }
+            let _ = killpg(group, Signal::SIGKILL);
         });
+    }
+}
+
+/// Ends what a finished step left in its process group (background
+/// processes, or children ignoring the SIGTERM that ended the wrapper):
+/// SIGTERM, then SIGKILL after `grace`. A step counts as ended only once
+/// its whole group is gone, so a cancelled or timed-out step never keeps
+/// running behind kaon's back.
+async fn end_group(group: Pid, grace: Duration) {
+    if killpg(group, None).is_err() {
+        return;
+    }
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if killpg(group, None).is_err() {
+            return;
+        }
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    // Wait (briefly) for the kernel to take them down.
+    for _ in 0..100 {
+        if killpg(group, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The wrapper reports a program killed by signal N as status 128 + N (the
+/// shell's convention); turn that back into a signal, so that a program
+/// the OOM killer ended is not blamed on the step.
+fn from_wrapper(code: i32) -> Exit {
+    match code {
+        129..=192 => Exit::Signal { signal: code - 128 },
+        code => Exit::Code { code },
     }
 }
 
@@ -246,6 +297,7 @@ struct Watch {
     files: AttemptFiles,
     order: LaunchOrder,
     poll: Duration,
+    grace: Duration,
     offset: u64,
     outputs: Map<String, Value>,
 }
@@ -260,7 +312,7 @@ impl Watch {
                     tokio::select! {
                         s = child.wait() => break match s {
                             Ok(s) => match (s.code(), s.signal()) {
-                                (Some(code), _) => Exit::Code { code },
+                                (Some(code), _) => from_wrapper(code),
                                 (None, Some(signal)) => Exit::Signal { signal },
                                 _ => Exit::Lost { message: "the process ended without a status".into() },
                             },
@@ -276,7 +328,7 @@ impl Watch {
                     tokio::time::sleep(self.poll).await;
                 }
                 match self.files.read_exit() {
-                    Some(code) => Exit::Code { code },
+                    Some(code) => from_wrapper(code),
                     None => Exit::Lost {
                         message:
                             "the process ended while kaon was not watching and left no exit status"
@@ -285,6 +337,9 @@ impl Watch {
                 }
             }
         };
+        if h.pid > 0 {
+            end_group(Pid::from_raw(h.pid), self.grace).await;
+        }
         self.tail(true);
         let (outputs, problems) = if exit == (Exit::Code { code: 0 }) {
             self.collect()
