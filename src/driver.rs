@@ -490,7 +490,7 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
                 continue;
             };
             let out = ctx.state.apply(ev, now)?;
-            self.route(&run, out, &mut actions, now)?;
+            self.route(&run, out, &mut actions);
         }
         // Admission: first fit in FIFO order, so one big step does not hold
         // up small ones behind it.
@@ -518,7 +518,7 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
             if !launched {
                 self.release_resources(&run, node);
             }
-            self.route(&run, out, &mut actions, now)?;
+            self.route(&run, out, &mut actions);
         }
         self.commit(now).await?;
         for (run, a) in actions {
@@ -527,15 +527,9 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
         Ok(())
     }
 
-    /// Handles actions that only touch memory (queueing, timers) at once and
-    /// keeps the others for after the commit.
-    fn route(
-        &mut self,
-        run: &str,
-        out: Vec<Action>,
-        actions: &mut Vec<(String, Action)>,
-        _now: Millis,
-    ) -> Result<()> {
+    /// Queues ready steps at once (only memory changes) and keeps every
+    /// other action for after the commit.
+    fn route(&mut self, run: &str, out: Vec<Action>, actions: &mut Vec<(String, Action)>) {
         for a in out {
             match a {
                 Action::Enqueue { node, cpus, memory } => {
@@ -544,7 +538,6 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
                 other => actions.push((run.to_string(), other)),
             }
         }
-        Ok(())
     }
 
     async fn commit(&mut self, now: Millis) -> Result<()> {
@@ -577,6 +570,7 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
 
     async fn act(&mut self, run: &str, a: Action, now: Millis) -> Result<()> {
         match a {
+            // Queued by `route` before the commit.
             Action::Enqueue { .. } => {}
             Action::Launch(order) => {
                 // Launches re-issued after a restart were admitted by the

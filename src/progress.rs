@@ -225,9 +225,8 @@ impl Observer for Plain {
         self.line(msg);
     }
 
-    fn finished(&mut self, state: &RunState) {
+    fn finished(&mut self, _: &RunState) {
         let _ = self.out.flush();
-        let _ = state;
     }
 }
 
@@ -287,13 +286,14 @@ impl Observer for Bars {
                 continue;
             };
             let key = (run.clone(), r.id.0);
-            if let Some(b) = big_block(state, r.id) {
+            if big_block(state, r.id).is_some() {
+                // Items of big blocks show in the block's bar; only their
+                // failures get a line.
                 if matches!(r.data.state, StepState::Failed { .. })
                     && let Some(d) = describe(r, &label(run, root, &r.key))
                 {
                     self.print(&d);
                 }
-                let _ = b;
                 continue;
             }
             if r.kind == "for-each" {
