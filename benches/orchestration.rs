@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kaon_engine::{Action, Event, Exit, NodeId, Program, RunOptions, RunState};
-use kaon_store::{
-    Batch, Durability, MemoryStore, NodeRow, RunRow, ScopeRow, SqliteStore, StateStore,
-};
+use kaon_store::{Batch, Durability, MemoryStore, RunRow, SqliteStore, StateStore};
 use serde_json::{Map, Value, json};
 
 fn sweep_workflow(n: usize, body: &str) -> String {
@@ -55,44 +53,11 @@ fn program(text: &str) -> (Arc<Program>, Map<String, Value>) {
     )
 }
 
-fn batch(run: &str, state: &mut RunState) -> (Batch, usize) {
+/// What the driver commits for one tick: the same conversion, so the
+/// benchmark measures the real rows.
+fn batch(run: &str, state: &mut RunState, now: u64) -> (Batch, usize) {
     let d = state.take_delta();
-    let n = d.nodes.len();
-    let b = Batch {
-        run: run.into(),
-        status: d
-            .run
-            .map(|(s, data)| (s.name().into(), serde_json::to_string(&data).unwrap(), None)),
-        scopes: d
-            .scopes
-            .iter()
-            .map(|s| ScopeRow {
-                id: s.id,
-                tmpl: s.tmpl,
-                parent: s.parent,
-                index: s.index,
-                vars: serde_json::to_string(&s.vars).unwrap(),
-            })
-            .collect(),
-        nodes: d
-            .nodes
-            .iter()
-            .map(|r| NodeRow {
-                id: r.id.0,
-                scope: r.scope,
-                key: r.key.clone(),
-                name: r.name.clone(),
-                kind: r.kind.into(),
-                state: r.data.state.name().into(),
-                attempt: r.data.info.attempts,
-                started_ms: r.data.info.started.map(|t| t as i64),
-                finished_ms: r.data.info.finished.map(|t| t as i64),
-                data: serde_json::to_string(&r.data).unwrap(),
-            })
-            .collect(),
-        consumed: vec![],
-    };
-    (b, n)
+    (kaon::driver::to_batch(run, &d, vec![], now), d.nodes.len())
 }
 
 fn run_row(id: &str) -> RunRow {
@@ -151,7 +116,7 @@ async fn engine_run(store: &impl StateStore, n: usize, tick: usize) -> (usize, u
                 }
             }
         }
-        let (b, r) = batch(&id, &mut state);
+        let (b, r) = batch(&id, &mut state, now);
         rows += r;
         store.commit(&[b]).await.unwrap();
         queue.extend(next);
@@ -178,7 +143,7 @@ async fn engine_noops(store: &impl StateStore, n: usize) -> (usize, f64) {
     let start = Instant::now();
     let mut state = RunState::new(id.clone(), prog, params, RunOptions::default());
     state.apply(Event::RunStarted, 1).unwrap();
-    let (b, rows) = batch(&id, &mut state);
+    let (b, rows) = batch(&id, &mut state, 1);
     store.commit(&[b]).await.unwrap();
     assert_eq!(state.status, kaon_engine::RunStatus::Succeeded);
     (rows, start.elapsed().as_secs_f64())

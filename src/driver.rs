@@ -148,15 +148,13 @@ struct TimerEntry {
     run: String,
     node: u32,
     attempt: u32,
-    retry: bool,
+    timer: Timer,
 }
 
 /// Settings of one driver.
 pub struct DriverOptions {
     /// Resources steps are admitted against.
     pub capacity: Capacity,
-    /// Time between SIGTERM and SIGKILL.
-    pub kill_grace: Duration,
     /// How often the inbox (signals, cancels) is read.
     pub inbox_every: Duration,
 }
@@ -398,60 +396,36 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
             let Some(Reverse(t)) = self.timers.pop() else {
                 break;
             };
-            let timer = if t.retry {
-                Timer::Retry
-            } else {
-                Timer::Timeout
-            };
             self.pending.push_back((
                 t.run,
                 Event::TimerFired {
                     node: NodeId(t.node),
                     attempt: t.attempt,
-                    timer,
+                    timer: t.timer,
                 },
             ));
         }
     }
 
     fn exec_event(&mut self, ev: ExecEvent) {
-        match ev {
-            ExecEvent::Progress {
-                run,
-                node,
-                attempt,
-                percent,
-                message,
-            } => self.pending.push_back((
-                run,
-                Event::StepProgressed {
-                    node,
-                    attempt,
-                    percent,
-                    message,
-                },
-            )),
-            ExecEvent::Exited {
-                run,
-                node,
-                attempt,
-                exit,
-                outputs,
-                problems,
-            } => {
-                self.release_resources(&run, node);
-                self.pending.push_back((
-                    run,
-                    Event::StepExited {
-                        node,
-                        attempt,
-                        exit,
-                        outputs,
-                        problems,
-                    },
-                ));
-            }
+        if let Event::StepExited { node, .. } = &ev.event {
+            self.release_resources(&ev.run, *node);
         }
+        self.pending.push_back((ev.run, ev.event));
+    }
+
+    /// Counts a step against capacity (once; a request above capacity is
+    /// capped so that the step runs alone).
+    fn hold_resources(&mut self, run: &str, node: NodeId, cpus: f64, memory: u64) {
+        let key = (run.to_string(), node.0);
+        if self.held.contains_key(&key) {
+            return;
+        }
+        let c = cpus.min(self.opts.capacity.cpus);
+        let m = memory.min(self.opts.capacity.memory);
+        self.free.cpus -= c;
+        self.free.memory = self.free.memory.saturating_sub(m);
+        self.held.insert(key, (c, m));
     }
 
     fn release_resources(&mut self, run: &str, node: NodeId) {
@@ -510,10 +484,8 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
             let Some(ctx) = self.runs.get_mut(&run) else {
                 continue;
             };
-            self.free.cpus -= cpus;
-            self.free.memory -= mem;
-            self.held.insert((run.clone(), node.0), (cpus, mem));
             let out = ctx.state.apply(Event::StepAdmitted { node }, now)?;
+            self.hold_resources(&run, node, cpus, mem);
             let launched = out.iter().any(|a| matches!(a, Action::Launch(_)));
             if !launched {
                 self.release_resources(&run, node);
@@ -574,15 +546,8 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
             Action::Enqueue { .. } => {}
             Action::Launch(order) => {
                 // Launches re-issued after a restart were admitted by the
-                // previous process: count them against capacity again.
-                let key = (run.to_string(), order.node.0);
-                if !self.held.contains_key(&key) {
-                    let c = order.cpus.min(self.opts.capacity.cpus);
-                    let m = order.memory.min(self.opts.capacity.memory);
-                    self.free.cpus -= c;
-                    self.free.memory = self.free.memory.saturating_sub(m);
-                    self.held.insert(key, (c, m));
-                }
+                // previous process: they count against capacity here.
+                self.hold_resources(run, order.node, order.cpus, order.memory);
                 match self.exec.start(&order) {
                     Ok(handle) => self.pending.push_back((
                         run.to_string(),
@@ -612,15 +577,10 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
                 order,
                 ..
             } => {
-                self.held.insert(
-                    (run.to_string(), node.0),
-                    (order.cpus.min(self.opts.capacity.cpus), order.memory),
-                );
-                self.free.cpus -= order.cpus.min(self.opts.capacity.cpus);
-                self.free.memory = self.free.memory.saturating_sub(order.memory);
+                self.hold_resources(run, node, order.cpus, order.memory);
                 self.exec.reattach(&order, &handle);
             }
-            Action::Kill { handle, .. } => self.exec.kill(&handle, self.opts.kill_grace),
+            Action::Kill { handle, .. } => self.exec.kill(&handle),
             Action::SetTimer {
                 node,
                 attempt,
@@ -634,7 +594,7 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
                     run: run.to_string(),
                     node: node.0,
                     attempt,
-                    retry: timer == Timer::Retry,
+                    timer,
                 }));
             }
             Action::StartChildRun {
@@ -810,7 +770,8 @@ pub async fn load_state<S: StateStore>(
     Ok(RunState::restore(fresh, status, data, scopes, nodes)?)
 }
 
-fn to_batch(id: &str, d: &Delta, consumed: Vec<i64>, now: Millis) -> Batch {
+/// The store batch of one run's delta (`consumed`: inbox messages acted on).
+pub fn to_batch(id: &str, d: &Delta, consumed: Vec<i64>, now: Millis) -> Batch {
     Batch {
         run: id.to_string(),
         status: d.run.as_ref().map(|(status, data)| {

@@ -5,8 +5,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
-mod driver;
-mod progress;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

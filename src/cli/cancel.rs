@@ -9,8 +9,8 @@ use kaon_engine::RunStatus;
 use kaon_store::{MessageBody, StateStore};
 
 use super::common::{self, DataArgs, DriveArgs, Start};
-use crate::driver::{self, Capacity};
-use crate::progress::Mode;
+use kaon::driver::{self, Capacity};
+use kaon::progress::Mode;
 
 /// Cancel a run: nothing new starts, running steps get SIGTERM (then
 /// SIGKILL after the grace period), and the run ends `cancelled` once every

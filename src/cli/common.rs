@@ -13,8 +13,8 @@ use kaon_model::Validated;
 use kaon_store::{Durability, RunRow, SqliteStore, StateStore};
 use serde_json::{Map, Value};
 
-use crate::driver::{self, Capacity, Driver, DriverOptions};
-use crate::progress::{self, Mode};
+use kaon::driver::{self, Capacity, Driver, DriverOptions};
+use kaon::progress::{self, Mode};
 
 /// Where kaon keeps its database and logs.
 #[derive(Debug, clap::Args, Clone)]
@@ -133,7 +133,6 @@ pub async fn drive(
     let exec = LocalExecutor::new(data.logs(), tx, Duration::from_millis(250), args.kill_grace);
     let opts = DriverOptions {
         capacity: args.capacity,
-        kill_grace: args.kill_grace,
         inbox_every: Duration::from_millis(200),
     };
     let mut d = Driver::new(

@@ -8,8 +8,8 @@ use anyhow::Result;
 use kaon_engine::RunStatus;
 
 use super::common::{self, DataArgs, DriveArgs, Start};
-use crate::driver::Capacity;
-use crate::progress::Mode;
+use kaon::driver::Capacity;
+use kaon::progress::Mode;
 
 /// Carry on a run that kaon stopped driving (it crashed, was killed, or
 /// left on SIGTERM).

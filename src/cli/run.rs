@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::common::{self, DataArgs, DriveArgs, Start};
 use super::{FileArg, load_reporting};
-use crate::driver::{self, Capacity};
-use crate::progress::Mode;
+use kaon::driver::{self, Capacity};
+use kaon::progress::Mode;
 
 /// Run a workflow on this machine, with live progress.
 ///

@@ -10,7 +10,7 @@ use kaon_store::{NodeRow, RunFilter, RunRow, StateStore};
 
 use super::common::{self, DataArgs};
 use super::emit;
-use crate::driver;
+use kaon::driver;
 
 /// Runs: list them, show one.
 #[derive(Debug, clap::Args)]

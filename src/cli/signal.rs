@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use kaon_store::{MessageBody, StateStore};
 
 use super::common::{self, DataArgs};
-use crate::driver;
+use kaon::driver;
 
 /// Send a signal to a run: every wait step waiting for NAME goes on, with
 /// the value as its output. A signal stays sent: a wait step that reaches

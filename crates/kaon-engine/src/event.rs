@@ -134,7 +134,7 @@ pub enum Event {
 }
 
 /// Which timer fired.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Timer {
     /// A retry's backoff ended.
     Retry,
@@ -232,7 +232,7 @@ pub struct LaunchOrder {
     /// The instance's key, e.g. `train[reg=US]`.
     pub key: String,
     /// What to run.
-    pub program: Program,
+    pub invocation: Invocation,
     /// Environment variables to add (step `env` and `KAON_*`).
     pub env: Vec<(String, String)>,
     /// The working directory.
@@ -250,7 +250,7 @@ pub struct LaunchOrder {
 /// What a step runs, with every reference substituted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "program", rename_all = "snake_case")]
-pub enum Program {
+pub enum Invocation {
     /// A program and its arguments.
     Argv {
         /// `argv[0]` first.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::error::EngineError;
 use crate::eval::{self, Resolve};
-use crate::event::{Action, Event, Exit, LaunchOrder, NodeId, OutputSpec, Program as Run, Timer};
+use crate::event::{Action, Event, Exit, Invocation, LaunchOrder, NodeId, OutputSpec, Timer};
 use crate::program::{Program, TKind, TNode, TmplId};
 use crate::retry::backoff;
 use crate::state::{
@@ -1160,19 +1160,19 @@ impl RunState {
             node: Some(n),
         };
         let key = self.key(id);
-        let program = match &step.kind {
+        let invocation = match &step.kind {
             StepKind::Command(c) => match &c.run {
-                CommandRun::Argv(argv) => Run::Argv {
+                CommandRun::Argv(argv) => Invocation::Argv {
                     argv: argv
                         .iter()
                         .map(|t| eval::render(t, &ctx))
                         .collect::<Result<_, _>>()?,
                 },
-                CommandRun::Script(s) => Run::Script {
+                CommandRun::Script(s) => Invocation::Script {
                     script: eval::render(s, &ctx)?,
                 },
             },
-            other => Run::Unsupported {
+            other => Invocation::Unsupported {
                 kind: other.name().to_string(),
             },
         };
@@ -1218,7 +1218,7 @@ impl RunState {
             attempt,
             step: step.name.clone(),
             key,
-            program,
+            invocation,
             env,
             workdir: normalize(workdir),
             outputs,

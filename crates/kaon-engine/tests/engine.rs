@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kaon_engine::eval::bind_params;
-use kaon_engine::event::Program as Cmd;
+use kaon_engine::event::Invocation as Cmd;
 use kaon_engine::program::TNode;
 use kaon_engine::{
     Action, Event, Exit, FailureClass, FailurePolicy, KillReason, LaunchOrder, Millis, NodeId,
@@ -53,7 +53,7 @@ fn obj(v: Value) -> Map<String, Value> {
 }
 
 fn argv(o: &LaunchOrder) -> &[String] {
-    match &o.program {
+    match &o.invocation {
         Cmd::Argv { argv } => argv,
         other => panic!("{} does not run an argv: {other:?}", o.key),
     }

@@ -13,8 +13,6 @@ mod files;
 mod local;
 mod procfs;
 
-use std::time::Duration;
-
 pub use files::AttemptFiles;
 
 /// True when `pid` is alive and started at `start` (clock ticks after boot,
@@ -29,40 +27,18 @@ pub fn process_start(pid: i32) -> Option<u64> {
 }
 pub use local::LocalExecutor;
 
-use kaon_engine::{Exit, LaunchOrder, NodeId};
-use serde_json::{Map, Value};
+use kaon_engine::{Event, LaunchOrder};
+use serde_json::Value;
 
-/// What an executor reports about an attempt.
+/// What an executor reports about an attempt: an engine event
+/// ([`Event::StepProgressed`] or [`Event::StepExited`]) for a run, ready to
+/// be fed to that run's state.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ExecEvent {
-    /// The step printed progress.
-    Progress {
-        /// The run.
-        run: String,
-        /// The node.
-        node: NodeId,
-        /// The attempt.
-        attempt: u32,
-        /// Percent complete.
-        percent: Option<f32>,
-        /// Message.
-        message: Option<String>,
-    },
-    /// The attempt ended.
-    Exited {
-        /// The run.
-        run: String,
-        /// The node.
-        node: NodeId,
-        /// The attempt.
-        attempt: u32,
-        /// How.
-        exit: Exit,
-        /// Value outputs it handed back and file/dir outputs that exist.
-        outputs: Map<String, Value>,
-        /// What is wrong with its outputs.
-        problems: Vec<String>,
-    },
+pub struct ExecEvent {
+    /// The run.
+    pub run: String,
+    /// What happened.
+    pub event: Event,
 }
 
 /// Why an attempt could not be launched.
@@ -83,18 +59,19 @@ pub struct LaunchError {
 ///   says why it could not. With `order.adopt` set, a process already
 ///   running (or already finished) for the same run, node and attempt is
 ///   taken over instead of launching a second one. Exactly one
-///   [`ExecEvent::Exited`] follows every handle returned.
+///   [`Event::StepExited`] follows every handle returned.
 /// - [`Executor::reattach`] watches an attempt started by an earlier kaon
 ///   process, from its stored handle; it too ends in exactly one `Exited`
-///   (with [`Exit::Lost`] when the process is gone and left no exit status).
+///   (with [`kaon_engine::Exit::Lost`] when the process is gone and left no exit status).
 /// - [`Executor::kill`] asks the attempt to stop (SIGTERM to its process
-///   group, SIGKILL after `grace`); its `Exited` still follows. Killing an
-///   attempt that already ended does nothing.
+///   group); whatever of the group outlives the executor's grace period
+///   gets SIGKILL before its `StepExited` is sent. Killing an attempt that
+///   already ended does nothing.
 pub trait Executor: Send + Sync {
     /// Launches (or, with `adopt`, finds) an attempt.
     fn start(&self, order: &LaunchOrder) -> Result<Value, LaunchError>;
     /// Watches an attempt launched before a restart.
     fn reattach(&self, order: &LaunchOrder, handle: &Value);
     /// Stops an attempt.
-    fn kill(&self, handle: &Value, grace: Duration);
+    fn kill(&self, handle: &Value);
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use kaon_engine::event::Program;
-use kaon_engine::{Exit, LaunchOrder};
+use kaon_engine::event::Invocation;
+use kaon_engine::{Event, Exit, LaunchOrder};
 use kaon_model::types::Type;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -157,8 +157,8 @@ impl Executor for LocalExecutor {
                 return Ok(to_value(h));
             }
         }
-        let argv: Vec<String> = match &order.program {
-            Program::Argv { argv } => {
+        let argv: Vec<String> = match &order.invocation {
+            Invocation::Argv { argv } => {
                 let Some(prog) = argv.first() else {
                     return Err(user("the command is empty".into()));
                 };
@@ -170,8 +170,8 @@ impl Executor for LocalExecutor {
                 resolve(prog, &order.workdir, path_var)?;
                 argv.clone()
             }
-            Program::Script { script } => vec!["/bin/sh".into(), "-c".into(), script.clone()],
-            Program::Unsupported { kind } => {
+            Invocation::Script { script } => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+            Invocation::Unsupported { kind } => {
                 return Err(user(format!(
                     "`{kind}` steps cannot run on the local executor of this build"
                 )));
@@ -226,26 +226,26 @@ impl Executor for LocalExecutor {
         self.watch(order, h, None);
     }
 
-    fn kill(&self, handle: &Value, grace: Duration) {
+    fn kill(&self, handle: &Value) {
         let Ok(h) = serde_json::from_value::<Handle>(handle.clone()) else {
             return;
         };
         if h.pid <= 0 || !procfs::alive(h.pid, h.start) {
             return;
         }
-        let group = Pid::from_raw(h.pid);
-        let _ = killpg(group, Signal::SIGTERM);
-        // The wrapper dies at once on SIGTERM; what it started may ignore
-        // it. Watch the group, not the leader.
+        let _ = killpg(Pid::from_raw(h.pid), Signal::SIGTERM);
+        // This only makes sure the wrapper ends; what it leaves in the group
+        // is ended by the attempt's watcher (`end_group`) once it has.
+        let grace = self.grace;
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + grace;
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                if killpg(group, None).is_err() {
+                if !procfs::alive(h.pid, h.start) {
                     return;
                 }
             }
-            let _ = killpg(group, Signal::SIGKILL);
+            let _ = killpg(Pid::from_raw(h.pid), Signal::SIGKILL);
         });
     }
 }
@@ -346,13 +346,20 @@ impl Watch {
         } else {
             (Map::new(), Vec::new())
         };
-        let _ = self.tx.send(ExecEvent::Exited {
-            run: self.order.run.clone(),
+        self.send(Event::StepExited {
             node: self.order.node,
             attempt: self.order.attempt,
             exit,
             outputs,
             problems,
+        });
+    }
+
+    fn send(&self, event: Event) {
+        // A closed channel means the driver is gone; nothing is left to tell.
+        let _ = self.tx.send(ExecEvent {
+            run: self.order.run.clone(),
+            event,
         });
     }
 
@@ -390,8 +397,7 @@ impl Watch {
             }
         }
         if let Some(Marker::Progress { percent, message }) = progress {
-            let _ = self.tx.send(ExecEvent::Progress {
-                run: self.order.run.clone(),
+            self.send(Event::StepProgressed {
                 node: self.order.node,
                 attempt: self.order.attempt,
                 percent,

@@ -1,0 +1,7 @@
+//! The `kaon` binary's run machinery, as a library so that benchmarks and
+//! tests use the same code as the binary: the driver loop that joins the
+//! engine, the state store and the executor, and the progress display.
+//! The command line itself (`src/cli/`) belongs to the binary only.
+
+pub mod driver;
+pub mod progress;
