@@ -19,8 +19,8 @@ use crate::diag::{Code, Diagnostic, Diagnostics, FileId, Span, StrMap, suggest};
 use crate::expr::{Template, is_ident, parse_template};
 use crate::flow::{self, Flow, MARKERS, RESERVED};
 use crate::spec::{
-    CommandRun, CommandStep, DeployMode, KINDS, OutputDecl, Param, Resources, SparkStep, Step,
-    StepKind, SubWorkflowStep, WaitStep, Workflow, WorkflowOutput,
+    Cache, CommandRun, CommandStep, DeployMode, KINDS, OutputDecl, Param, Resources, SparkStep,
+    Step, StepKind, SubWorkflowStep, WaitStep, Workflow, WorkflowOutput,
 };
 use crate::types::{TYPE_NAMES, Type};
 
@@ -82,7 +82,7 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
-const WORKFLOW_KEYS: &[&str] = &["name", "description", "flow", "outputs"];
+const WORKFLOW_KEYS: &[&str] = &["name", "description", "flow", "outputs", "code"];
 const TOP_KEYS: &[&str] = &["workflow", "params", "steps"];
 const PARAM_KEYS: &[&str] = &["type", "default", "description"];
 const COMMON_STEP_KEYS: &[&str] = &[
@@ -98,6 +98,9 @@ const COMMON_STEP_KEYS: &[&str] = &[
     "outputs",
     "env",
     "workdir",
+    "cache",
+    "cache_version",
+    "code",
 ];
 const COMMAND_KEYS: &[&str] = &["command", "script"];
 const SPARK_KEYS: &[&str] = &[
@@ -255,6 +258,20 @@ impl Decoder<'_, '_> {
         }
     }
 
+    fn boolean(&mut self, v: &V<'_>, what: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                self.err(
+                    Code::InvalidValue,
+                    span_of(v),
+                    format!("{what} must be true or false, found {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
     fn int(&mut self, v: &V<'_>, what: &str, min: i64, max: i64) -> Option<i64> {
         let n = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
@@ -385,6 +402,10 @@ impl Decoder<'_, '_> {
         let description = self
             .get(wf, "description")
             .and_then(|v| self.string(v, "`description`"));
+        let code = self
+            .get(wf, "code")
+            .and_then(|v| self.strings(v, "`workflow.code`"))
+            .unwrap_or_default();
 
         let params = match self.get(root, "params") {
             Some(v) => self.params(v),
@@ -423,6 +444,7 @@ impl Decoder<'_, '_> {
             params,
             steps,
             outputs,
+            code,
             flow,
             file: self.file,
             path: path.to_path_buf(),
@@ -694,6 +716,19 @@ impl Decoder<'_, '_> {
         let description = self
             .get(t, "description")
             .and_then(|v| self.string(v, "`description`"));
+        let cache = Cache {
+            enabled: self
+                .get(t, "cache")
+                .and_then(|v| self.boolean(v, "`cache`"))
+                .unwrap_or(true),
+            version: self
+                .get(t, "cache_version")
+                .and_then(|v| self.template(v, "`cache_version`")),
+            code: self
+                .get(t, "code")
+                .and_then(|v| self.templates(v, "`code`"))
+                .unwrap_or_default(),
+        };
         Some(Step {
             name: name.to_string(),
             kind,
@@ -707,6 +742,7 @@ impl Decoder<'_, '_> {
             outputs,
             env,
             workdir,
+            cache,
             span,
             kind_span,
         })

@@ -30,6 +30,9 @@ pub struct Workflow {
     pub steps: IndexMap<String, Step>,
     /// What the workflow hands back when used as a sub-workflow.
     pub outputs: IndexMap<String, WorkflowOutput>,
+    /// `[workflow] code`: files or folders every step's memo key covers
+    /// (a library the step scripts import).
+    pub code: Vec<String>,
     /// The order of steps.
     pub flow: Flow,
     /// The file it came from.
@@ -123,6 +126,8 @@ pub struct Step {
     pub env: BTreeMap<String, Template>,
     /// Working directory, relative to the workflow file.
     pub workdir: Option<Template>,
+    /// Memoization settings.
+    pub cache: Cache,
     /// Where the step's name stands.
     #[serde(skip)]
     pub span: Span,
@@ -137,6 +142,8 @@ impl Step {
         let mut out: Vec<&Template> = Vec::new();
         out.extend(self.env.values());
         out.extend(self.workdir.iter());
+        out.extend(self.cache.version.iter());
+        out.extend(self.cache.code.iter());
         out.extend(self.outputs.values().filter_map(|o| o.path.as_ref()));
         match &self.kind {
             StepKind::Command(c) => match &c.run {
@@ -153,6 +160,29 @@ impl Step {
             StepKind::Wait(_) | StepKind::Noop => {}
         }
         out
+    }
+}
+
+/// How a step takes part in memoization.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cache {
+    /// `cache = false` turns memoization off for the step (side effects).
+    pub enabled: bool,
+    /// `cache_version`: part of the memo key, so changing it forces a miss.
+    pub version: Option<Template>,
+    /// `code`: files or folders (relative to the workflow file) whose
+    /// content is part of the memo key, besides the programs on the
+    /// command line.
+    pub code: Vec<Template>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            enabled: true,
+            version: None,
+            code: Vec::new(),
+        }
     }
 }
 

@@ -8,11 +8,15 @@
 //! The store knows rows, not engine types: node and run data travel as JSON
 //! text the engine wrote, so the store never has to change with the engine.
 
+mod artifacts;
 mod memory;
 mod sqlite;
 
 use std::future::Future;
 
+pub use artifacts::{
+    ArtifactFilter, ArtifactIndex, ArtifactRow, Direction, KeyRow, LineageEdge, MemoRow, ReadRow,
+};
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteStore};
 
@@ -100,6 +104,25 @@ pub struct Batch {
     pub nodes: Vec<NodeRow>,
     /// Inbox messages this tick acted on.
     pub consumed: Vec<i64>,
+    /// Artifacts recorded (ids stored before are left as they are).
+    pub artifacts: Vec<ArtifactRow>,
+    /// Artifacts step runs read.
+    pub reads: Vec<ReadRow>,
+    /// Memo entries of step runs that succeeded.
+    pub memo: Vec<MemoRow>,
+    /// Memo key parts of step runs that started or reused a result.
+    pub keys: Vec<KeyRow>,
+}
+
+impl Batch {
+    /// True when the batch changes the run itself (then the run must exist);
+    /// a batch of artifact rows alone may have an empty `run`.
+    pub fn touches_run(&self) -> bool {
+        self.status.is_some()
+            || !self.scopes.is_empty()
+            || !self.nodes.is_empty()
+            || !self.consumed.is_empty()
+    }
 }
 
 /// A message for a run's driver from another process.

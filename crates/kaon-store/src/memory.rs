@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::{
-    Batch, Message, MessageBody, NodeRow, RunFilter, RunRow, ScopeRow, StateStore, StoreError,
+    ArtifactFilter, ArtifactIndex, ArtifactRow, Batch, Direction, KeyRow, LineageEdge, MemoRow,
+    Message, MessageBody, NodeRow, ReadRow, RunFilter, RunRow, ScopeRow, StateStore, StoreError,
 };
 
 #[derive(Default)]
@@ -15,6 +16,10 @@ struct Inner {
     nodes: BTreeMap<(String, u32), NodeRow>,
     inbox: Vec<(Message, bool)>,
     next_message: i64,
+    artifacts: BTreeMap<String, ArtifactRow>,
+    reads: BTreeMap<(String, u32, String), ReadRow>,
+    memo: BTreeMap<(String, String, u32), MemoRow>,
+    keys: BTreeMap<(String, u32, u32), KeyRow>,
 }
 
 /// A [`StateStore`] held in memory.
@@ -49,7 +54,7 @@ impl StateStore for MemoryStore {
         let mut g = self.lock();
         // Check everything first so that a failing batch changes nothing.
         for b in batches {
-            if !g.runs.contains_key(&b.run) {
+            if b.touches_run() && !g.runs.contains_key(&b.run) {
                 return Err(StoreError::NoSuchRun(b.run.clone()));
             }
             for s in &b.scopes {
@@ -74,6 +79,20 @@ impl StateStore for MemoryStore {
             }
             for n in &b.nodes {
                 g.nodes.insert((b.run.clone(), n.id), n.clone());
+            }
+            for a in &b.artifacts {
+                g.artifacts.entry(a.id.clone()).or_insert_with(|| a.clone());
+            }
+            for r in &b.reads {
+                g.reads
+                    .insert((r.run.clone(), r.node, r.artifact.clone()), r.clone());
+            }
+            for m in &b.memo {
+                g.memo
+                    .insert((m.key.clone(), m.run.clone(), m.node), m.clone());
+            }
+            for k in &b.keys {
+                g.keys.insert((k.run.clone(), k.node, k.attempt), k.clone());
             }
             for (m, consumed) in &mut g.inbox {
                 if b.consumed.contains(&m.id) {
@@ -201,5 +220,174 @@ impl StateStore for MemoryStore {
             .filter(|(m, consumed)| !consumed && m.run == run)
             .map(|(m, _)| m.clone())
             .collect())
+    }
+}
+
+fn newest<T>(mut v: Vec<T>, at: impl Fn(&T) -> i64, limit: Option<u32>) -> Vec<T> {
+    v.sort_by_key(|x| std::cmp::Reverse(at(x)));
+    if let Some(l) = limit {
+        v.truncate(l as usize);
+    }
+    v
+}
+
+impl ArtifactIndex for MemoryStore {
+    async fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>, StoreError> {
+        let g = self.lock();
+        if let Some(a) = g.artifacts.get(id) {
+            return Ok(Some(a.clone()));
+        }
+        let digest = if id.starts_with("blake3:") {
+            id.to_string()
+        } else {
+            format!("blake3:{id}")
+        };
+        let hits: Vec<&ArtifactRow> = g
+            .artifacts
+            .values()
+            .filter(|a| a.id.starts_with(id) || a.digest.starts_with(&digest))
+            .collect();
+        match hits.len() {
+            0 => Ok(None),
+            1 => Ok(Some(hits[0].clone())),
+            _ => Err(StoreError::Conflict(format!(
+                "`{id}` names more than one artifact; give more of the id"
+            ))),
+        }
+    }
+
+    async fn artifacts(&self, f: &ArtifactFilter) -> Result<Vec<ArtifactRow>, StoreError> {
+        let g = self.lock();
+        let v: Vec<ArtifactRow> = g
+            .artifacts
+            .values()
+            .filter(|a| f.run.is_none() || a.run == f.run)
+            .filter(|a| f.step.is_none() || a.step == f.step || a.step_key == f.step)
+            .filter(|a| f.name.as_ref().is_none_or(|n| &a.name == n))
+            .filter(|a| f.digest.as_ref().is_none_or(|d| &a.digest == d))
+            .cloned()
+            .collect();
+        Ok(newest(v, |a| a.created_ms, f.limit))
+    }
+
+    async fn artifacts_of(&self, run: &str, node: u32) -> Result<Vec<ArtifactRow>, StoreError> {
+        let g = self.lock();
+        let mut v: Vec<ArtifactRow> = g
+            .artifacts
+            .values()
+            .filter(|a| a.run.as_deref() == Some(run) && a.node == Some(node))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    async fn memo(&self, key: &str) -> Result<Vec<MemoRow>, StoreError> {
+        let g = self.lock();
+        let v: Vec<MemoRow> = g.memo.values().filter(|m| m.key == key).cloned().collect();
+        Ok(newest(v, |m| m.created_ms, Some(8)))
+    }
+
+    async fn forget_memo(&self, key: &str, run: &str, node: u32) -> Result<(), StoreError> {
+        self.lock()
+            .memo
+            .remove(&(key.to_string(), run.to_string(), node));
+        Ok(())
+    }
+
+    async fn keys(&self, step: &str, limit: u32) -> Result<Vec<KeyRow>, StoreError> {
+        let g = self.lock();
+        let v: Vec<KeyRow> = g
+            .keys
+            .values()
+            .filter(|k| k.step == step)
+            .cloned()
+            .collect();
+        Ok(newest(v, |k| k.created_ms, Some(limit)))
+    }
+
+    async fn key_of(&self, run: &str, node: u32) -> Result<Option<KeyRow>, StoreError> {
+        let g = self.lock();
+        Ok(g.keys
+            .range((run.to_string(), node, 0)..=(run.to_string(), node, u32::MAX))
+            .next_back()
+            .map(|(_, k)| k.clone()))
+    }
+
+    async fn lineage(
+        &self,
+        id: &str,
+        direction: Direction,
+        depth: u32,
+    ) -> Result<Vec<LineageEdge>, StoreError> {
+        let g = self.lock();
+        let mut out: Vec<LineageEdge> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut frontier = vec![id.to_string()];
+        for d in 1..=depth {
+            let mut next = Vec::new();
+            let mut level = Vec::new();
+            for a in &frontier {
+                match direction {
+                    Direction::Upstream => {
+                        let Some(art) = g.artifacts.get(a) else {
+                            continue;
+                        };
+                        let (Some(run), Some(node)) = (&art.run, art.node) else {
+                            continue;
+                        };
+                        for r in g.reads.values().filter(|r| &r.run == run && r.node == node) {
+                            level.push(LineageEdge {
+                                depth: d,
+                                from: r.artifact.clone(),
+                                run: run.clone(),
+                                node,
+                                to: a.clone(),
+                            });
+                        }
+                    }
+                    Direction::Downstream => {
+                        for r in g.reads.values().filter(|r| &r.artifact == a) {
+                            for w in g.artifacts.values().filter(|w| {
+                                w.run.as_deref() == Some(r.run.as_str()) && w.node == Some(r.node)
+                            }) {
+                                level.push(LineageEdge {
+                                    depth: d,
+                                    from: a.clone(),
+                                    run: r.run.clone(),
+                                    node: r.node,
+                                    to: w.id.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            level.sort_by(|x, y| (&x.to, &x.from).cmp(&(&y.to, &y.from)));
+            for e in level {
+                if seen.insert((e.from.clone(), e.to.clone())) {
+                    next.push(match direction {
+                        Direction::Upstream => e.from.clone(),
+                        Direction::Downstream => e.to.clone(),
+                    });
+                    out.push(e);
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        Ok(out)
+    }
+
+    async fn digests(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let g = self.lock();
+        let set: std::collections::BTreeSet<(String, String)> = g
+            .artifacts
+            .values()
+            .map(|a| (a.digest.clone(), a.kind.clone()))
+            .collect();
+        Ok(set.into_iter().collect())
     }
 }

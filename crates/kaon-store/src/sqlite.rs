@@ -17,7 +17,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    Batch, Message, MessageBody, NodeRow, RunFilter, RunRow, ScopeRow, StateStore, StoreError,
+    ArtifactFilter, ArtifactIndex, ArtifactRow, Batch, Direction, KeyRow, LineageEdge, MemoRow,
+    Message, MessageBody, NodeRow, RunFilter, RunRow, ScopeRow, StateStore, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -148,6 +149,7 @@ impl SqliteStore {
             .execute(&mut **tx)
             .await?;
         }
+        Self::write_artifacts(tx, b).await?;
         if !b.consumed.is_empty() {
             let ids = serde_json::to_string(&b.consumed).unwrap_or_else(|_| "[]".into());
             sqlx::query(
@@ -159,6 +161,357 @@ impl SqliteStore {
             .await?;
         }
         Ok(())
+    }
+}
+
+impl SqliteStore {
+    async fn write_artifacts(
+        tx: &mut Transaction<'_, Sqlite>,
+        b: &Batch,
+    ) -> Result<(), StoreError> {
+        if !b.artifacts.is_empty() {
+            let rows: Vec<serde_json::Value> = b
+                .artifacts
+                .iter()
+                .map(|a| {
+                    serde_json::json!([
+                        a.id,
+                        a.digest,
+                        a.kind,
+                        a.size,
+                        a.files,
+                        a.media_type,
+                        a.name,
+                        a.run,
+                        a.node,
+                        a.step,
+                        a.step_key,
+                        a.attempt,
+                        a.path,
+                        a.created_ms,
+                        a.tags,
+                        a.memoized_from
+                    ])
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO artifacts (id, digest, kind, size, files, media_type, name, run_id, node, \
+                 step, step_key, attempt, path, created_ms, tags, memoized_from) \
+                 SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+                        j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, \
+                        j.value ->> 10, j.value ->> 11, j.value ->> 12, j.value ->> 13, j.value ->> 14, \
+                        j.value ->> 15 \
+                 FROM json_each(?1) AS j WHERE true ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !b.reads.is_empty() {
+            let rows: Vec<serde_json::Value> = b
+                .reads
+                .iter()
+                .map(|r| serde_json::json!([r.run, r.node, r.attempt, r.artifact]))
+                .collect();
+            sqlx::query(
+                "INSERT INTO artifact_reads (run_id, node, attempt, artifact) \
+                 SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3 \
+                 FROM json_each(?1) AS j WHERE true \
+                 ON CONFLICT (run_id, node, artifact) DO UPDATE SET attempt = excluded.attempt",
+            )
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !b.memo.is_empty() {
+            let rows: Vec<serde_json::Value> = b
+                .memo
+                .iter()
+                .map(|m| {
+                    serde_json::json!([
+                        m.key,
+                        m.run,
+                        m.node,
+                        m.attempt,
+                        m.step,
+                        m.step_key,
+                        m.outputs,
+                        m.artifacts,
+                        m.created_ms
+                    ])
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO memo (key, run_id, node, attempt, step, step_key, outputs, artifacts, created_ms) \
+                 SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+                        j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8 \
+                 FROM json_each(?1) AS j WHERE true ON CONFLICT (key, run_id, node) DO UPDATE SET \
+                   attempt = excluded.attempt, outputs = excluded.outputs, \
+                   artifacts = excluded.artifacts, created_ms = excluded.created_ms",
+            )
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !b.keys.is_empty() {
+            let rows: Vec<serde_json::Value> = b
+                .keys
+                .iter()
+                .map(|k| {
+                    serde_json::json!([
+                        k.run,
+                        k.node,
+                        k.attempt,
+                        k.step,
+                        k.step_key,
+                        k.key,
+                        k.parts,
+                        k.outcome,
+                        k.created_ms
+                    ])
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO memo_keys (run_id, node, attempt, step, step_key, key, parts, outcome, created_ms) \
+                 SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+                        j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8 \
+                 FROM json_each(?1) AS j WHERE true ON CONFLICT (run_id, node, attempt) DO UPDATE SET \
+                   key = excluded.key, parts = excluded.parts, outcome = excluded.outcome",
+            )
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+const ART_COLS: &str = "id, digest, kind, size, files, media_type, name, run_id, node, step, \
+     step_key, attempt, path, created_ms, tags, memoized_from";
+
+fn artifact_row(r: &SqliteRow) -> Result<ArtifactRow, sqlx::Error> {
+    Ok(ArtifactRow {
+        id: r.try_get("id")?,
+        digest: r.try_get("digest")?,
+        kind: r.try_get("kind")?,
+        size: r.try_get("size")?,
+        files: r.try_get("files")?,
+        media_type: r.try_get("media_type")?,
+        name: r.try_get("name")?,
+        run: r.try_get("run_id")?,
+        node: r.try_get::<Option<i64>, _>("node")?.map(|n| n as u32),
+        step: r.try_get("step")?,
+        step_key: r.try_get("step_key")?,
+        attempt: r.try_get::<Option<i64>, _>("attempt")?.map(|n| n as u32),
+        path: r.try_get("path")?,
+        created_ms: r.try_get("created_ms")?,
+        tags: r.try_get("tags")?,
+        memoized_from: r.try_get("memoized_from")?,
+    })
+}
+
+fn memo_row(r: &SqliteRow) -> Result<MemoRow, sqlx::Error> {
+    Ok(MemoRow {
+        key: r.try_get("key")?,
+        run: r.try_get("run_id")?,
+        node: r.try_get::<i64, _>("node")? as u32,
+        attempt: r.try_get::<i64, _>("attempt")? as u32,
+        step: r.try_get("step")?,
+        step_key: r.try_get("step_key")?,
+        outputs: r.try_get("outputs")?,
+        artifacts: r.try_get("artifacts")?,
+        created_ms: r.try_get("created_ms")?,
+    })
+}
+
+fn key_row(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
+    Ok(KeyRow {
+        run: r.try_get("run_id")?,
+        node: r.try_get::<i64, _>("node")? as u32,
+        attempt: r.try_get::<i64, _>("attempt")? as u32,
+        step: r.try_get("step")?,
+        step_key: r.try_get("step_key")?,
+        key: r.try_get("key")?,
+        parts: r.try_get("parts")?,
+        outcome: r.try_get("outcome")?,
+        created_ms: r.try_get("created_ms")?,
+    })
+}
+
+impl ArtifactIndex for SqliteStore {
+    async fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>, StoreError> {
+        if let Some(r) = sqlx::query(&format!("SELECT {ART_COLS} FROM artifacts WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(Some(artifact_row(&r)?));
+        }
+        // A prefix of an id or of a digest (with or without `blake3:`),
+        // used only when it names one artifact.
+        let digest = if id.starts_with("blake3:") {
+            id.to_string()
+        } else {
+            format!("blake3:{id}")
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {ART_COLS} FROM artifacts \
+             WHERE (id >= ?1 AND id < ?1 || x'ff') OR (digest >= ?2 AND digest < ?2 || x'ff') \
+             ORDER BY created_ms DESC LIMIT 2"
+        ))
+        .bind(id)
+        .bind(&digest)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.len() == 1 {
+            return Ok(Some(artifact_row(&rows[0])?));
+        }
+        if rows.len() > 1 {
+            return Err(StoreError::Conflict(format!(
+                "`{id}` names more than one artifact; give more of the id"
+            )));
+        }
+        Ok(None)
+    }
+
+    async fn artifacts(&self, f: &ArtifactFilter) -> Result<Vec<ArtifactRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ART_COLS} FROM artifacts \
+             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR step = ?2 OR step_key = ?2) \
+               AND (?3 IS NULL OR name = ?3) AND (?4 IS NULL OR digest = ?4) \
+             ORDER BY created_ms DESC, id LIMIT ?5"
+        ))
+        .bind(&f.run)
+        .bind(&f.step)
+        .bind(&f.name)
+        .bind(&f.digest)
+        .bind(f.limit.map(i64::from).unwrap_or(-1))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(artifact_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn artifacts_of(&self, run: &str, node: u32) -> Result<Vec<ArtifactRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ART_COLS} FROM artifacts WHERE run_id = ?1 AND node = ?2 ORDER BY name"
+        ))
+        .bind(run)
+        .bind(i64::from(node))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(artifact_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn memo(&self, key: &str) -> Result<Vec<MemoRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, run_id, node, attempt, step, step_key, outputs, artifacts, created_ms \
+             FROM memo WHERE key = ?1 ORDER BY created_ms DESC LIMIT 8",
+        )
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(memo_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn forget_memo(&self, key: &str, run: &str, node: u32) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM memo WHERE key = ?1 AND run_id = ?2 AND node = ?3")
+            .bind(key)
+            .bind(run)
+            .bind(i64::from(node))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn keys(&self, step: &str, limit: u32) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, node, attempt, step, step_key, key, parts, outcome, created_ms \
+             FROM memo_keys WHERE step = ?1 ORDER BY created_ms DESC LIMIT ?2",
+        )
+        .bind(step)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(key_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn key_of(&self, run: &str, node: u32) -> Result<Option<KeyRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT run_id, node, attempt, step, step_key, key, parts, outcome, created_ms \
+             FROM memo_keys WHERE run_id = ?1 AND node = ?2 ORDER BY attempt DESC LIMIT 1",
+        )
+        .bind(run)
+        .bind(i64::from(node))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(key_row).transpose()?)
+    }
+
+    async fn lineage(
+        &self,
+        id: &str,
+        direction: Direction,
+        depth: u32,
+    ) -> Result<Vec<LineageEdge>, StoreError> {
+        // One recursive query: each level joins through the step run that
+        // read one artifact and wrote the other. UNION (not UNION ALL)
+        // keeps diamonds from multiplying.
+        let sql = match direction {
+            Direction::Upstream => {
+                "WITH RECURSIVE up(depth, from_id, run_id, node, to_id) AS ( \
+                   SELECT 1, r.artifact, a.run_id, a.node, a.id \
+                   FROM artifacts a JOIN artifact_reads r ON r.run_id = a.run_id AND r.node = a.node \
+                   WHERE a.id = ?1 \
+                   UNION \
+                   SELECT up.depth + 1, r.artifact, a.run_id, a.node, a.id \
+                   FROM up JOIN artifacts a ON a.id = up.from_id \
+                   JOIN artifact_reads r ON r.run_id = a.run_id AND r.node = a.node \
+                   WHERE up.depth < ?2 \
+                 ) SELECT depth, from_id, run_id, node, to_id FROM up ORDER BY depth, to_id, from_id"
+            }
+            Direction::Downstream => {
+                "WITH RECURSIVE down(depth, from_id, run_id, node, to_id) AS ( \
+                   SELECT 1, r.artifact, a.run_id, a.node, a.id \
+                   FROM artifact_reads r JOIN artifacts a ON a.run_id = r.run_id AND a.node = r.node \
+                   WHERE r.artifact = ?1 \
+                   UNION \
+                   SELECT down.depth + 1, r.artifact, a.run_id, a.node, a.id \
+                   FROM down JOIN artifact_reads r ON r.artifact = down.to_id \
+                   JOIN artifacts a ON a.run_id = r.run_id AND a.node = r.node \
+                   WHERE down.depth < ?2 \
+                 ) SELECT depth, from_id, run_id, node, to_id FROM down ORDER BY depth, from_id, to_id"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(id)
+            .bind(i64::from(depth))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for r in rows {
+            let e = LineageEdge {
+                depth: r.try_get::<i64, _>(0)? as u32,
+                from: r.try_get(1)?,
+                run: r.try_get(2)?,
+                node: r.try_get::<i64, _>(3)? as u32,
+                to: r.try_get(4)?,
+            };
+            if seen.insert((e.from.clone(), e.to.clone())) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn digests(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT digest, kind FROM artifacts")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 }
 

@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used)] // a test that cannot proceed should panic right there
 
 use kaon_store::{
-    Batch, MemoryStore, MessageBody, NodeRow, RunFilter, RunRow, ScopeRow, SqliteStore, StateStore,
+    ArtifactFilter, ArtifactIndex, ArtifactRow, Batch, Direction, KeyRow, MemoRow, MemoryStore,
+    MessageBody, NodeRow, ReadRow, RunFilter, RunRow, ScopeRow, SqliteStore, StateStore,
     StoreError,
 };
 
@@ -97,6 +98,7 @@ async fn commit_is_atomic_and_replaces_nodes(s: &impl StateStore) {
         scopes: vec![scope(0)],
         nodes: vec![node(0, "ready"), node(1, "pending")],
         consumed: vec![],
+        ..Default::default()
     };
     s.commit(&[b1]).await.unwrap();
     let mut n0 = node(0, "succeeded");
@@ -107,6 +109,7 @@ async fn commit_is_atomic_and_replaces_nodes(s: &impl StateStore) {
         scopes: vec![],
         nodes: vec![n0.clone()],
         consumed: vec![],
+        ..Default::default()
     };
     s.commit(&[b2]).await.unwrap();
     let nodes = s.nodes("r").await.unwrap();
@@ -247,6 +250,136 @@ async fn inbox_delivers_until_consumed(s: &impl StateStore) {
     ));
 }
 
+fn art(id: &str, run: &str, node: u32, name: &str, t: i64) -> ArtifactRow {
+    ArtifactRow {
+        id: id.into(),
+        digest: format!("blake3:{:0>64}", id.trim_start_matches('a')),
+        kind: "file".into(),
+        size: 10,
+        files: 1,
+        media_type: "text/csv".into(),
+        name: name.into(),
+        run: Some(run.into()),
+        node: Some(node),
+        step: Some(format!("step{node}")),
+        step_key: Some(format!("step{node}")),
+        attempt: Some(1),
+        path: None,
+        created_ms: t,
+        tags: "{}".into(),
+        memoized_from: None,
+    }
+}
+
+fn read(run: &str, node: u32, artifact: &str) -> ReadRow {
+    ReadRow {
+        run: run.into(),
+        node,
+        attempt: 1,
+        artifact: artifact.into(),
+    }
+}
+
+/// A chain a1 -> step1 -> a2 -> step2 -> a3, plus a diamond: step2 also
+/// reads a1, and a standalone artifact with no run.
+async fn artifacts_lineage_and_memo<S: StateStore + ArtifactIndex>(s: &S) {
+    s.create_run(&run("r", 1, None)).await.unwrap();
+    let batch = Batch {
+        run: "r".into(),
+        artifacts: vec![
+            art("a1", "r", 0, "users", 1),
+            art("a2", "r", 1, "prepared", 2),
+            art("a3", "r", 2, "model", 3),
+        ],
+        reads: vec![read("r", 1, "a1"), read("r", 2, "a2"), read("r", 2, "a1")],
+        memo: vec![MemoRow {
+            key: "blake3:k".into(),
+            run: "r".into(),
+            node: 2,
+            attempt: 1,
+            step: "step2".into(),
+            step_key: "step2".into(),
+            outputs: r#"{"auc":0.7}"#.into(),
+            artifacts: r#"{"model":"a3"}"#.into(),
+            created_ms: 3,
+        }],
+        keys: vec![KeyRow {
+            run: "r".into(),
+            node: 2,
+            attempt: 1,
+            step: "step2".into(),
+            step_key: "step2".into(),
+            key: "blake3:k".into(),
+            parts: "{}".into(),
+            outcome: "ran".into(),
+            created_ms: 3,
+        }],
+        ..Default::default()
+    };
+    s.commit(std::slice::from_ref(&batch)).await.unwrap();
+    // Replaying the same commit changes nothing.
+    s.commit(&[batch]).await.unwrap();
+    // A standalone put: no run.
+    let mut lone = art("a9", "", 0, "notes", 9);
+    lone.run = None;
+    lone.node = None;
+    s.commit(&[Batch {
+        artifacts: vec![lone],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+
+    assert_eq!(s.artifact("a2").await.unwrap().unwrap().name, "prepared");
+    assert_eq!(s.artifact("a9").await.unwrap().unwrap().run, None);
+    assert!(s.artifact("zz").await.unwrap().is_none());
+    // `a` is a prefix of every id: ambiguous, and said so.
+    assert!(matches!(
+        s.artifact("a").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let all = s.artifacts(&ArtifactFilter::default()).await.unwrap();
+    assert_eq!(
+        all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a9", "a3", "a2", "a1"]
+    );
+    let by_step = s
+        .artifacts(&ArtifactFilter {
+            step: Some("step1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_step.len(), 1);
+    assert_eq!(s.artifacts_of("r", 2).await.unwrap()[0].id, "a3");
+
+    let up = s.lineage("a3", Direction::Upstream, 10).await.unwrap();
+    let edges: Vec<(u32, &str, &str)> = up
+        .iter()
+        .map(|e| (e.depth, e.from.as_str(), e.to.as_str()))
+        .collect();
+    assert_eq!(edges, [(1, "a1", "a3"), (1, "a2", "a3"), (2, "a1", "a2")]);
+    let up1 = s.lineage("a3", Direction::Upstream, 1).await.unwrap();
+    assert_eq!(up1.len(), 2, "depth limits the walk");
+    let down = s.lineage("a1", Direction::Downstream, 10).await.unwrap();
+    let edges: Vec<(u32, &str, &str)> = down
+        .iter()
+        .map(|e| (e.depth, e.from.as_str(), e.to.as_str()))
+        .collect();
+    assert_eq!(edges, [(1, "a1", "a2"), (1, "a1", "a3"), (2, "a2", "a3")]);
+
+    let memo = s.memo("blake3:k").await.unwrap();
+    assert_eq!(memo.len(), 1);
+    assert_eq!(memo[0].artifacts, r#"{"model":"a3"}"#);
+    assert!(s.memo("blake3:other").await.unwrap().is_empty());
+    assert_eq!(s.keys("step2", 5).await.unwrap().len(), 1);
+    assert_eq!(s.key_of("r", 2).await.unwrap().unwrap().outcome, "ran");
+    s.forget_memo("blake3:k", "r", 2).await.unwrap();
+    assert!(s.memo("blake3:k").await.unwrap().is_empty());
+    let digests = s.digests().await.unwrap();
+    assert_eq!(digests.len(), 4);
+}
+
 macro_rules! contract {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -271,6 +404,10 @@ macro_rules! contract {
             #[tokio::test]
             async fn inbox_delivers_until_consumed() {
                 super::inbox_delivers_until_consumed(&$make).await;
+            }
+            #[tokio::test]
+            async fn artifacts_lineage_and_memo() {
+                super::artifacts_lineage_and_memo(&$make).await;
             }
         }
     };

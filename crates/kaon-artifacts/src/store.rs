@@ -1,0 +1,994 @@
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::proto::{Manifest, ManifestEntry, Reference, ReferenceEntry};
+use crate::{ArtifactError, Digest};
+
+/// Chunk size for reads, hashing and multipart parts: S3 needs parts of at
+/// least 5 MiB, and 8 MiB keeps two in flight well under memory limits.
+const PART: usize = 8 << 20;
+/// Parts in flight per upload.
+const CONCURRENCY: usize = 2;
+
+/// What an artifact's digest names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    /// A file: the digest is its content's.
+    File,
+    /// A folder: the digest is its manifest's.
+    Dir,
+    /// Files left in place: the digest is the reference record's.
+    Reference,
+}
+
+impl ArtifactKind {
+    /// `file`, `dir` or `reference`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::File => "file",
+            ArtifactKind::Dir => "dir",
+            ArtifactKind::Reference => "reference",
+        }
+    }
+}
+
+impl std::str::FromStr for ArtifactKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "file" => Ok(ArtifactKind::File),
+            "dir" => Ok(ArtifactKind::Dir),
+            "reference" => Ok(ArtifactKind::Reference),
+            other => Err(format!("unknown artifact kind `{other}`")),
+        }
+    }
+}
+
+/// What a put stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    /// The digest the artifact is known by.
+    pub digest: Digest,
+    /// Bytes of content (the sum over a folder's files).
+    pub size: u64,
+    /// File, folder or reference.
+    pub kind: ArtifactKind,
+    /// Number of files (1 for a file).
+    pub files: u64,
+}
+
+/// A content-addressed blob store over an [`ObjectStore`].
+///
+/// Contract:
+/// - `put_*` returns the digest of what was stored; storing content that is
+///   already there is a no-op with the same result. A blob becomes visible
+///   under its digest only when complete: an interrupted put leaves nothing
+///   under `blobs/` (at most an unreferenced object under `tmp/`, which
+///   [`ArtifactStore::clean_tmp`] removes).
+/// - Every read checks the content against the digest and fails with
+///   [`ArtifactError::Corrupt`] naming the blob instead of returning bad
+///   bytes; a local destination is written to a temporary name and renamed
+///   only after the check.
+/// - Files are streamed in [`PART`]-sized chunks, never read whole.
+#[derive(Clone, Debug)]
+pub struct ArtifactStore {
+    inner: Arc<dyn ObjectStore>,
+    root: ObjPath,
+    url: String,
+    /// Local-like stores (file, memory) take one pass: stream to `tmp/`
+    /// while hashing, then link into place if absent. Remote stores hash
+    /// first so content already there is never uploaded again.
+    staged: bool,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{nanos:x}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
+fn is_exists(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    )
+}
+
+fn is_unsupported(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }
+    )
+}
+
+impl ArtifactStore {
+    /// Opens the store a URL names:
+    /// - `file:///abs/dir` or a plain path (relative to `base`), created if
+    ///   missing;
+    /// - `s3://bucket/prefix`, configured from the standard `AWS_*`
+    ///   variables (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    ///   `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, ...);
+    /// - `hdfs://namenode:port/prefix` when built with the `hdfs` feature;
+    /// - `memory://` for tests (lives as long as the value).
+    pub fn open(url: &str, base: &Path) -> Result<ArtifactStore, ArtifactError> {
+        Self::open_with(url, base, &[])
+    }
+
+    /// [`ArtifactStore::open`] with backend settings given explicitly, as
+    /// `object_store` configuration keys (`aws_endpoint`,
+    /// `aws_access_key_id`, `aws_allow_http`, ...). They win over the
+    /// environment.
+    pub fn open_with(
+        url: &str,
+        base: &Path,
+        options: &[(String, String)],
+    ) -> Result<ArtifactStore, ArtifactError> {
+        let bad = |reason: String| ArtifactError::BadUrl {
+            url: url.to_string(),
+            reason,
+        };
+        if url == "memory://" || url == "memory:" {
+            return Ok(ArtifactStore {
+                inner: Arc::new(InMemory::new()),
+                root: ObjPath::default(),
+                url: "memory://".into(),
+                staged: true,
+            });
+        }
+        if let Some((scheme, _)) = url.split_once("://")
+            && scheme != "file"
+        {
+            let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+            let root =
+                ObjPath::parse(parsed.path().trim_matches('/')).map_err(|e| bad(e.to_string()))?;
+            let inner: Arc<dyn ObjectStore> = match scheme {
+                "s3" | "s3a" => {
+                    let mut b = AmazonS3Builder::from_env()
+                        .with_url(format!("s3://{}", parsed.host_str().unwrap_or_default()));
+                    // A custom endpoint (MinIO, Ceph, s3s) rarely serves
+                    // virtual-hosted buckets.
+                    for (k, v) in options {
+                        let key: object_store::aws::AmazonS3ConfigKey = k
+                            .parse()
+                            .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                        b = b.with_config(key, v);
+                    }
+                    if std::env::var_os("AWS_ENDPOINT").is_some()
+                        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+                        || options.iter().any(|(k, _)| k.contains("endpoint"))
+                    {
+                        b = b.with_virtual_hosted_style_request(false);
+                        if let Some(e) = std::env::var_os("AWS_ENDPOINT_URL")
+                            && std::env::var_os("AWS_ENDPOINT").is_none()
+                        {
+                            b = b.with_endpoint(e.to_string_lossy());
+                        }
+                    }
+                    Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+                }
+                #[cfg(feature = "hdfs")]
+                "hdfs" | "viewfs" => Arc::new(
+                    hdfs_native_object_store::HdfsObjectStoreBuilder::new()
+                        .with_url(url)
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?,
+                ),
+                #[cfg(not(feature = "hdfs"))]
+                "hdfs" | "viewfs" => {
+                    return Err(bad(
+                        "this kaon was built without HDFS support (cargo feature `hdfs`)".into(),
+                    ));
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown scheme `{other}` (use file://, s3://, hdfs:// or memory://)"
+                    )));
+                }
+            };
+            return Ok(ArtifactStore {
+                inner,
+                root,
+                url: url.trim_end_matches('/').to_string(),
+                staged: false,
+            });
+        }
+        let dir = match url.strip_prefix("file://") {
+            Some(p) => PathBuf::from(p),
+            None => base.join(url),
+        };
+        std::fs::create_dir_all(&dir).map_err(ArtifactError::io(&dir))?;
+        let dir = dir.canonicalize().map_err(ArtifactError::io(&dir))?;
+        let inner = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| bad(e.to_string()))?
+            .with_fsync(true);
+        Ok(ArtifactStore {
+            inner: Arc::new(inner),
+            root: ObjPath::default(),
+            url: format!("file://{}", dir.display()),
+            staged: true,
+        })
+    }
+
+    /// The store's URL (a `file://` URL with an absolute path for local stores).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn at(&self, parts: &[&str]) -> ObjPath {
+        let mut p = self.root.clone();
+        for part in parts {
+            p = p.clone().join(*part);
+        }
+        p
+    }
+
+    /// Where a blob lives: `blobs/<first two hex digits>/<hex>`.
+    pub fn blob_path(&self, d: &Digest) -> String {
+        let hex = d.hex();
+        self.at(&["blobs", &hex[..2], &hex]).to_string()
+    }
+
+    fn blob(&self, d: &Digest) -> ObjPath {
+        let hex = d.hex();
+        self.at(&["blobs", &hex[..2], &hex])
+    }
+
+    fn err(&self) -> impl FnOnce(object_store::Error) -> ArtifactError + '_ {
+        move |source| ArtifactError::Store {
+            store: self.url.clone(),
+            source,
+        }
+    }
+
+    /// True when the blob exists.
+    pub async fn contains(&self, d: &Digest) -> Result<bool, ArtifactError> {
+        match self.inner.head(&self.blob(d)).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    /// Stores bytes held in memory (manifests, small values).
+    pub async fn put_bytes(&self, bytes: Bytes) -> Result<Digest, ArtifactError> {
+        let d = Digest::of(&bytes);
+        if !self.staged && self.contains(&d).await? {
+            return Ok(d);
+        }
+        self.create(&self.blob(&d), bytes).await?;
+        Ok(d)
+    }
+
+    /// A put-if-absent of a whole object; an existing object is success
+    /// (same name, same content).
+    async fn create(&self, at: &ObjPath, bytes: Bytes) -> Result<(), ArtifactError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(at, PutPayload::from_bytes(bytes.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_exists(&e) => Ok(()),
+            // Stores without conditional writes: a plain put of identical
+            // content is atomic and harmless.
+            Err(e) if is_unsupported(&e) => self
+                .inner
+                .put(at, PutPayload::from_bytes(bytes))
+                .await
+                .map(|_| ())
+                .map_err(self.err()),
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    /// Stores a file or a folder.
+    pub async fn put_path(&self, path: &Path) -> Result<Stored, ArtifactError> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(ArtifactError::io(path))?;
+        if meta.is_dir() {
+            self.put_dir(path).await
+        } else if meta.is_file() {
+            self.put_file(path).await
+        } else {
+            Err(ArtifactError::NotFileOrDir {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+
+    /// Stores one file, streaming it.
+    pub async fn put_file(&self, path: &Path) -> Result<Stored, ArtifactError> {
+        let (digest, size) = if self.staged {
+            self.put_staged(path).await?
+        } else {
+            self.put_hash_first(path).await?
+        };
+        Ok(Stored {
+            digest,
+            size,
+            kind: ArtifactKind::File,
+            files: 1,
+        })
+    }
+
+    /// Streams `path` into a multipart upload at `to`, hashing on the way;
+    /// returns the upload unfinished so the caller decides on its fate.
+    async fn stream(
+        &self,
+        path: &Path,
+        to: &ObjPath,
+    ) -> Result<(WriteMultipart, Digest, u64), ArtifactError> {
+        let upload = self.inner.put_multipart(to).await.map_err(self.err())?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+        let (mut rx, reader) = read_chunks(path.to_path_buf());
+        let mut size = 0u64;
+        while let Some(chunk) = rx.recv().await {
+            if let Err(e) = w.wait_for_capacity(CONCURRENCY).await {
+                let _ = w.abort().await;
+                return Err(self.err()(e));
+            }
+            size += chunk.len() as u64;
+            w.put(chunk);
+        }
+        match reader.await {
+            Ok(Ok(hash)) => Ok((w, hash, size)),
+            Ok(Err(e)) => {
+                let _ = w.abort().await;
+                Err(e)
+            }
+            Err(e) => {
+                let _ = w.abort().await;
+                Err(ArtifactError::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other(e),
+                })
+            }
+        }
+    }
+
+    async fn put_staged(&self, path: &Path) -> Result<(Digest, u64), ArtifactError> {
+        let tmp = self.at(&["tmp", &unique()]);
+        let (w, digest, size) = self.stream(path, &tmp).await?;
+        w.finish().await.map_err(self.err())?;
+        let result = match self
+            .inner
+            .copy_if_not_exists(&tmp, &self.blob(&digest))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_exists(&e) => Ok(()),
+            Err(e) if is_unsupported(&e) => self
+                .inner
+                .copy(&tmp, &self.blob(&digest))
+                .await
+                .map_err(self.err()),
+            Err(e) => Err(self.err()(e)),
+        };
+        let _ = self.inner.delete(&tmp).await;
+        result.map(|()| (digest, size))
+    }
+
+    async fn put_hash_first(&self, path: &Path) -> Result<(Digest, u64), ArtifactError> {
+        let (mut rx, reader) = read_chunks(path.to_path_buf());
+        let mut size = 0u64;
+        let mut small: Vec<Bytes> = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            size += chunk.len() as u64;
+            if size <= PART as u64 {
+                small.push(chunk);
+            } else {
+                small.clear();
+            }
+        }
+        let digest = reader.await.map_err(|e| ArtifactError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })??;
+        if self.contains(&digest).await? {
+            return Ok((digest, size));
+        }
+        if size <= PART as u64 {
+            let bytes: Bytes = small.concat().into();
+            self.create(&self.blob(&digest), bytes).await?;
+            return Ok((digest, size));
+        }
+        // The object appears under its digest only when the multipart
+        // upload completes, and it completes only if what was sent hashes
+        // to the digest computed above.
+        let (w, again, _) = self.stream(path, &self.blob(&digest)).await?;
+        if again != digest {
+            let _ = w.abort().await;
+            return Err(ArtifactError::Changed {
+                path: path.to_path_buf(),
+            });
+        }
+        w.finish().await.map_err(self.err())?;
+        Ok((digest, size))
+    }
+
+    /// Stores a folder: each file, then its manifest.
+    pub async fn put_dir(&self, path: &Path) -> Result<Stored, ArtifactError> {
+        let files = walk(path)?;
+        let mut entries = Vec::with_capacity(files.len());
+        let mut total = 0u64;
+        let stored = futures::stream::iter(files.into_iter().map(|(rel, abs, exec)| async move {
+            self.put_file(&abs).await.map(|s| (rel, s, exec))
+        }))
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await;
+        for r in stored {
+            let (rel, s, executable) = r?;
+            total += s.size;
+            entries.push(ManifestEntry {
+                path: rel,
+                digest: s.digest.to_string(),
+                size: s.size,
+                executable,
+            });
+        }
+        let n = entries.len() as u64;
+        let digest = self
+            .put_bytes(Manifest { entries }.encode_to_vec().into())
+            .await?;
+        Ok(Stored {
+            digest,
+            size: total,
+            kind: ArtifactKind::Dir,
+            files: n,
+        })
+    }
+
+    /// A whole blob, checked. Meant for small blobs (manifests).
+    pub async fn read_bytes(&self, d: &Digest) -> Result<Bytes, ArtifactError> {
+        let got = match self.inner.get(&self.blob(d)).await {
+            Ok(g) => g,
+            Err(e) if is_not_found(&e) => {
+                return Err(ArtifactError::Missing {
+                    digest: *d,
+                    store: self.url.clone(),
+                });
+            }
+            Err(e) => return Err(self.err()(e)),
+        };
+        let bytes = got.bytes().await.map_err(self.err())?;
+        let actual = Digest::of(&bytes);
+        if actual != *d {
+            return Err(ArtifactError::Corrupt {
+                digest: *d,
+                actual,
+                store: self.url.clone(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// A folder's manifest.
+    pub async fn manifest(&self, d: &Digest) -> Result<Manifest, ArtifactError> {
+        let bytes = self.read_bytes(d).await?;
+        Manifest::decode(bytes).map_err(|e| ArtifactError::BadRecord {
+            digest: *d,
+            what: "manifest",
+            reason: e.to_string(),
+        })
+    }
+
+    /// A reference record.
+    pub async fn reference(&self, d: &Digest) -> Result<Reference, ArtifactError> {
+        let bytes = self.read_bytes(d).await?;
+        Reference::decode(bytes).map_err(|e| ArtifactError::BadRecord {
+            digest: *d,
+            what: "reference",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Streams a blob to a local file: written beside `dest` under a
+    /// temporary name, renamed into place only when its digest checks.
+    pub async fn get_file(&self, d: &Digest, dest: &Path) -> Result<u64, ArtifactError> {
+        let got = match self.inner.get(&self.blob(d)).await {
+            Ok(g) => g,
+            Err(e) if is_not_found(&e) => {
+                return Err(ArtifactError::Missing {
+                    digest: *d,
+                    store: self.url.clone(),
+                });
+            }
+            Err(e) => return Err(self.err()(e)),
+        };
+        if let Some(parent) = dest.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(ArtifactError::io(parent))?;
+        }
+        let tmp = temp_beside(dest);
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(ArtifactError::io(&tmp))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut size = 0u64;
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(self.err())?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(ArtifactError::io(&tmp))?;
+            }
+            file.flush().await.map_err(ArtifactError::io(&tmp))?;
+            let actual = Digest::from(hasher.finalize());
+            if actual != *d {
+                return Err(ArtifactError::Corrupt {
+                    digest: *d,
+                    actual,
+                    store: self.url.clone(),
+                });
+            }
+            tokio::fs::rename(&tmp, dest)
+                .await
+                .map_err(ArtifactError::io(dest))?;
+            Ok(size)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Writes a folder artifact to `dest`, replacing what is there. The
+    /// folder is built beside `dest` and swapped in once every file checks.
+    pub async fn get_dir(&self, d: &Digest, dest: &Path) -> Result<u64, ArtifactError> {
+        let manifest = self.manifest(d).await?;
+        let tmp = temp_beside(dest);
+        let result = async {
+            tokio::fs::create_dir_all(&tmp)
+                .await
+                .map_err(ArtifactError::io(&tmp))?;
+            let mut total = 0u64;
+            for e in &manifest.entries {
+                let rel = safe_relative(&e.path).ok_or_else(|| ArtifactError::BadRecord {
+                    digest: *d,
+                    what: "manifest",
+                    reason: format!("entry path `{}` leaves the folder", e.path),
+                })?;
+                let fd: Digest =
+                    e.digest
+                        .parse()
+                        .map_err(|err: crate::BadDigest| ArtifactError::BadRecord {
+                            digest: *d,
+                            what: "manifest",
+                            reason: err.to_string(),
+                        })?;
+                let target = tmp.join(rel);
+                total += self.get_file(&fd, &target).await?;
+                if e.executable {
+                    set_executable(&target)?;
+                }
+            }
+            Ok(total)
+        }
+        .await;
+        match result {
+            Ok(total) => {
+                if tokio::fs::metadata(dest).await.is_ok() {
+                    remove_path(dest).await?;
+                }
+                tokio::fs::rename(&tmp, dest)
+                    .await
+                    .map_err(ArtifactError::io(dest))?;
+                Ok(total)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts an artifact at `dest` unless `dest` already holds exactly it.
+    /// Returns true when something was written.
+    pub async fn materialize(
+        &self,
+        kind: ArtifactKind,
+        d: &Digest,
+        dest: &Path,
+    ) -> Result<bool, ArtifactError> {
+        if let Ok(Some((k, have))) = hash_path(dest).await
+            && k == kind
+            && have == *d
+        {
+            return Ok(false);
+        }
+        match kind {
+            ArtifactKind::File => {
+                if tokio::fs::metadata(dest).await.is_ok_and(|m| m.is_dir()) {
+                    remove_path(dest).await?;
+                }
+                self.get_file(d, dest).await?;
+            }
+            ArtifactKind::Dir => {
+                self.get_dir(d, dest).await?;
+            }
+            // A reference is never copied: its files are where they are.
+            ArtifactKind::Reference => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Reads a blob through and checks it.
+    pub async fn verify(&self, d: &Digest) -> Result<u64, ArtifactError> {
+        let got = match self.inner.get(&self.blob(d)).await {
+            Ok(g) => g,
+            Err(e) if is_not_found(&e) => {
+                return Err(ArtifactError::Missing {
+                    digest: *d,
+                    store: self.url.clone(),
+                });
+            }
+            Err(e) => return Err(self.err()(e)),
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(self.err())?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        let actual = Digest::from(hasher.finalize());
+        if actual != *d {
+            return Err(ArtifactError::Corrupt {
+                digest: *d,
+                actual,
+                store: self.url.clone(),
+            });
+        }
+        Ok(size)
+    }
+
+    /// Every blob: digest and size. Objects under `blobs/` whose names are
+    /// not digests are left out.
+    pub async fn blobs(&self) -> Result<Vec<(Digest, u64)>, ArtifactError> {
+        let prefix = self.at(&["blobs"]);
+        let mut out = Vec::new();
+        let mut list = self.inner.list(Some(&prefix));
+        while let Some(m) = list.next().await {
+            let m = m.map_err(self.err())?;
+            if let Some(name) = m.location.filename()
+                && let Ok(d) = name.parse::<Digest>()
+            {
+                out.push((d, m.size));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes a blob (garbage collection). Deleting a missing blob is fine.
+    pub async fn delete(&self, d: &Digest) -> Result<(), ArtifactError> {
+        match self.inner.delete(&self.blob(d)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    /// Removes leftovers of interrupted puts older than `age`; returns how
+    /// many.
+    pub async fn clean_tmp(&self, age: std::time::Duration) -> Result<usize, ArtifactError> {
+        let prefix = self.at(&["tmp"]);
+        let cutoff = SystemTime::now() - age;
+        let mut n = 0;
+        let mut list = self.inner.list(Some(&prefix));
+        let mut old = Vec::new();
+        while let Some(m) = list.next().await {
+            let m = m.map_err(self.err())?;
+            if SystemTime::from(m.last_modified) < cutoff {
+                old.push(m.location);
+            }
+        }
+        for p in old {
+            if self.inner.delete(&p).await.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The objects visible under the store's `tmp/` (in-flight or
+    /// interrupted puts).
+    pub async fn tmp_objects(&self) -> Result<usize, ArtifactError> {
+        let prefix = self.at(&["tmp"]);
+        let mut n = 0;
+        let mut list = self.inner.list(Some(&prefix));
+        while let Some(m) = list.next().await {
+            m.map_err(self.err())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Reads a file in [`PART`] chunks on a blocking thread, hashing as it
+/// goes; chunks arrive on the channel (two at most wait, so memory stays
+/// bounded), the digest comes from the task.
+fn read_chunks(
+    path: PathBuf,
+) -> (
+    mpsc::Receiver<Bytes>,
+    tokio::task::JoinHandle<Result<Digest, ArtifactError>>,
+) {
+    let (tx, rx) = mpsc::channel(CONCURRENCY);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path).map_err(ArtifactError::io(&path))?;
+        let mut hasher = blake3::Hasher::new();
+        loop {
+            let mut buf = vec![0u8; PART];
+            let mut filled = 0;
+            while filled < PART {
+                let n = file
+                    .read(&mut buf[filled..])
+                    .map_err(ArtifactError::io(&path))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            buf.truncate(filled);
+            hasher.update(&buf);
+            if tx.blocking_send(Bytes::from(buf)).is_err() {
+                break;
+            }
+            if filled < PART {
+                break;
+            }
+        }
+        Ok(Digest::from(hasher.finalize()))
+    });
+    (rx, task)
+}
+
+/// The files under `root`: (relative "/"-path, absolute path, executable),
+/// sorted by relative path.
+fn walk(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, ArtifactError> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(ArtifactError::io(&dir))?;
+        for entry in rd {
+            let entry = entry.map_err(ArtifactError::io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = std::fs::metadata(&path).map_err(ArtifactError::io(&path))?;
+            if meta.is_dir() {
+                stack.push((path, child));
+            } else if meta.is_file() {
+                out.push((child, path, is_executable(&meta)));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &std::fs::Metadata) -> bool {
+    false
+}
+
+#[cfg(unix)]
+fn set_executable(p: &Path) -> Result<(), ArtifactError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(p).map_err(ArtifactError::io(p))?;
+    let mut perm = meta.permissions();
+    perm.set_mode(perm.mode() | 0o111);
+    std::fs::set_permissions(p, perm).map_err(ArtifactError::io(p))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) -> Result<(), ArtifactError> {
+    Ok(())
+}
+
+fn safe_relative(p: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for part in p.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return None;
+        }
+        out.push(part);
+    }
+    Some(out)
+}
+
+fn temp_beside(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "artifact".into());
+    dest.with_file_name(format!(".{name}.kaon-{}", unique()))
+}
+
+async fn remove_path(p: &Path) -> Result<(), ArtifactError> {
+    let meta = tokio::fs::symlink_metadata(p)
+        .await
+        .map_err(ArtifactError::io(p))?;
+    if meta.is_dir() {
+        tokio::fs::remove_dir_all(p).await
+    } else {
+        tokio::fs::remove_file(p).await
+    }
+    .map_err(ArtifactError::io(p))
+}
+
+/// What `path` would be stored as, without storing it: its kind and
+/// digest (a folder's manifest digest), or `None` when it does not exist.
+pub async fn hash_path(path: &Path) -> Result<Option<(ArtifactKind, Digest)>, ArtifactError> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || hash_path_blocking(&path))
+        .await
+        .map_err(|e| ArtifactError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+fn hash_file(path: &Path) -> Result<(Digest, u64), ArtifactError> {
+    let mut file = std::fs::File::open(path).map_err(ArtifactError::io(path))?;
+    let mut hasher = blake3::Hasher::new();
+    let n = std::io::copy(&mut file, &mut hasher).map_err(ArtifactError::io(path))?;
+    Ok((Digest::from(hasher.finalize()), n))
+}
+
+fn hash_path_blocking(path: &Path) -> Result<Option<(ArtifactKind, Digest)>, ArtifactError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ArtifactError::io(path)(e)),
+    };
+    if meta.is_file() {
+        return Ok(Some((ArtifactKind::File, hash_file(path)?.0)));
+    }
+    if !meta.is_dir() {
+        return Err(ArtifactError::NotFileOrDir {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut entries = Vec::new();
+    for (rel, abs, executable) in walk(path)? {
+        let (d, size) = hash_file(&abs)?;
+        entries.push(ManifestEntry {
+            path: rel,
+            digest: d.to_string(),
+            size,
+            executable,
+        });
+    }
+    Ok(Some((
+        ArtifactKind::Dir,
+        Digest::of(&Manifest { entries }.encode_to_vec()),
+    )))
+}
+
+/// Records the files under a URL (`s3://bucket/prefix/`, `file:///dir`,
+/// or a path relative to `base`) without copying them.
+/// `options` are backend settings as for [`ArtifactStore::open_with`].
+pub async fn record_reference(
+    url: &str,
+    base: &Path,
+    options: &[(String, String)],
+) -> Result<Reference, ArtifactError> {
+    let store = ArtifactStore::open_with(url, base, options)?;
+    let prefix = store.root.clone();
+    let mut entries = Vec::new();
+    let mut list = store.inner.list(Some(&prefix));
+    while let Some(m) = list.next().await {
+        let m = m.map_err(store.err())?;
+        let rel = m
+            .location
+            .prefix_match(&prefix)
+            .map(|parts| {
+                parts
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_else(|| m.location.to_string());
+        entries.push(ReferenceEntry {
+            path: rel,
+            size: m.size,
+            e_tag: m.e_tag.unwrap_or_default(),
+            last_modified_ms: m.last_modified.timestamp_millis(),
+        });
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Reference {
+        url: store.url,
+        entries,
+    })
+}
+
+/// Lists a reference's URL again and says what differs (empty: unchanged).
+pub async fn check_reference(
+    r: &Reference,
+    base: &Path,
+    options: &[(String, String)],
+) -> Result<Vec<String>, ArtifactError> {
+    let now = record_reference(&r.url, base, options).await?;
+    let mut diffs = Vec::new();
+    let old: std::collections::BTreeMap<&str, &ReferenceEntry> =
+        r.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let new: std::collections::BTreeMap<&str, &ReferenceEntry> =
+        now.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    for (p, e) in &old {
+        match new.get(p) {
+            None => diffs.push(format!("{p}: gone")),
+            Some(n) if n.size != e.size => {
+                diffs.push(format!("{p}: size {} -> {}", e.size, n.size))
+            }
+            Some(n) if n.e_tag != e.e_tag || n.last_modified_ms != e.last_modified_ms => {
+                diffs.push(format!("{p}: rewritten"))
+            }
+            Some(_) => {}
+        }
+    }
+    for p in new.keys() {
+        if !old.contains_key(p) {
+            diffs.push(format!("{p}: new file"));
+        }
+    }
+    Ok(diffs)
+}
