@@ -14,16 +14,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
+use kaon_artifacts::ArtifactStore;
 use kaon_engine::{
-    Action, Delta, Event, Millis, NodeData, NodeId, NodeRecord, Program, RunData, RunOptions,
-    RunState, RunStatus, ScopeRecord, Timer,
+    Action, Delta, Event, LaunchOrder, Millis, NodeData, NodeId, NodeRecord, Program, RunData,
+    RunOptions, RunState, RunStatus, ScopeRecord, StepState, Timer,
 };
 use kaon_exec::{ExecEvent, Executor};
 use kaon_model::Validated;
-use kaon_store::{Batch, MessageBody, NodeRow, RunRow, ScopeRow, StateStore};
+use kaon_store::{
+    ArtifactIndex, ArtifactRow, Batch, KeyRow, MemoRow, MessageBody, NodeRow, ReadRow, RunRow,
+    ScopeRow, StateStore,
+};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use crate::memo;
 use crate::progress::Observer;
 
 /// Milliseconds since the epoch, now.
@@ -178,9 +183,23 @@ pub struct Driver<S: StateStore, E: Executor> {
     seen: HashSet<i64>,
     observer: Box<dyn Observer>,
     interrupts: u32,
+    memo: Option<MemoCtx>,
+    /// Memo key parts computed since the last commit.
+    keys: Vec<KeyRow>,
 }
 
-impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
+/// What memoization needs: the blobs, a cache of code digests, and a way
+/// to report a memo hit once its files are back in place.
+pub struct MemoCtx {
+    /// The artifact store.
+    pub blobs: ArtifactStore,
+    /// Code digests already computed.
+    pub code: memo::CodeCache,
+    /// The executors' event channel.
+    pub tx: UnboundedSender<ExecEvent>,
+}
+
+impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
     /// A driver for `root`, which the caller has created (or found) in the
     /// store and claimed for `owner`.
     pub fn new(
@@ -209,7 +228,16 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
             seen: HashSet::new(),
             observer,
             interrupts: 0,
+            memo: None,
+            keys: Vec::new(),
         }
+    }
+
+    /// Turns memoization on: steps whose memo key has a finished run with
+    /// every artifact present are not run again.
+    pub fn with_memo(mut self, memo: MemoCtx) -> Self {
+        self.memo = Some(memo);
+        self
     }
 
     /// Holds a run in memory and queues its first event.
@@ -408,7 +436,10 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
     }
 
     fn exec_event(&mut self, ev: ExecEvent) {
-        if let Event::StepExited { node, .. } = &ev.event {
+        if let Event::StepExited { node, .. }
+        | Event::StepMemoized { node, .. }
+        | Event::LaunchFailed { node, .. } = &ev.event
+        {
             self.release_resources(&ev.run, *node);
         }
         self.pending.push_back((ev.run, ev.event));
@@ -525,6 +556,12 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
             changed.extend(delta.nodes.into_iter().map(|n| (id.clone(), n)));
             batches.push(b);
         }
+        if !self.keys.is_empty() {
+            batches.push(Batch {
+                keys: std::mem::take(&mut self.keys),
+                ..Batch::default()
+            });
+        }
         if !batches.is_empty() {
             self.store
                 .commit(&batches)
@@ -540,6 +577,65 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
         Ok(())
     }
 
+    /// Computes a launch's memo key and, when an earlier step run has the
+    /// result, links it in instead of running the step.
+    async fn memoize(&mut self, run: &str, order: &LaunchOrder, now: Millis) -> Result<Memoized> {
+        let (Some(m), Some(spec)) = (&self.memo, &order.memo) else {
+            return Ok(Memoized::Run(None));
+        };
+        let (key, parts) = memo::memo_key(order, &m.code).await?;
+        // A launch re-issued after a restart may have a process already:
+        // it is found (adopted), never replaced by a reuse.
+        let hit = if spec.reuse && !order.adopt {
+            memo::lookup(&*self.store, &m.blobs, &key, order).await?
+        } else {
+            None
+        };
+        self.keys.push(KeyRow {
+            run: run.to_string(),
+            node: order.node.0,
+            attempt: order.attempt,
+            step: order.step.clone(),
+            step_key: order.key.clone(),
+            key: key.clone(),
+            parts: serde_json::to_string(&parts).unwrap_or_else(|_| "{}".into()),
+            outcome: if hit.is_some() { "memoized" } else { "ran" }.into(),
+            created_ms: now as i64,
+        });
+        let Some(hit) = hit else {
+            return Ok(Memoized::Run(Some(key)));
+        };
+        // Files go back in place off the driver's turn; the step counts as
+        // done only once they are there.
+        let (blobs, tx, store) = (m.blobs.clone(), m.tx.clone(), self.store.clone());
+        let (run, node, attempt) = (run.to_string(), order.node, order.attempt);
+        tokio::spawn(async move {
+            let event = match memo::restore(&blobs, &hit).await {
+                Ok(()) => Event::StepMemoized {
+                    node,
+                    attempt,
+                    key,
+                    from: hit.from,
+                    outputs: hit.outputs,
+                    artifacts: hit.artifacts,
+                },
+                Err(e) => {
+                    let _ = store.forget_memo(&key, &hit.row.run, hit.row.node).await;
+                    Event::LaunchFailed {
+                        node,
+                        attempt,
+                        message: format!(
+                            "{e:#} (the cached result is dropped; the next attempt runs the step)"
+                        ),
+                        platform: true,
+                    }
+                }
+            };
+            let _ = tx.send(ExecEvent { run, event });
+        });
+        Ok(Memoized::Reused)
+    }
+
     async fn act(&mut self, run: &str, a: Action, now: Millis) -> Result<()> {
         match a {
             // Queued by `route` before the commit.
@@ -548,6 +644,23 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
                 // Launches re-issued after a restart were admitted by the
                 // previous process: they count against capacity here.
                 self.hold_resources(run, order.node, order.cpus, order.memory);
+                let memo_key = match self.memoize(run, &order, now).await {
+                    Ok(Memoized::Reused) => return Ok(()),
+                    Ok(Memoized::Run(key)) => key,
+                    Err(e) => {
+                        self.release_resources(run, order.node);
+                        self.pending.push_back((
+                            run.to_string(),
+                            Event::LaunchFailed {
+                                node: order.node,
+                                attempt: order.attempt,
+                                message: format!("{e:#}"),
+                                platform: false,
+                            },
+                        ));
+                        return Ok(());
+                    }
+                };
                 match self.exec.start(&order) {
                     Ok(handle) => self.pending.push_back((
                         run.to_string(),
@@ -555,6 +668,7 @@ impl<S: StateStore + 'static, E: Executor> Driver<S, E> {
                             node: order.node,
                             attempt: order.attempt,
                             handle,
+                            memo_key,
                         },
                     )),
                     Err(e) => {
@@ -772,7 +886,7 @@ pub async fn load_state<S: StateStore>(
 
 /// The store batch of one run's delta (`consumed`: inbox messages acted on).
 pub fn to_batch(id: &str, d: &Delta, consumed: Vec<i64>, now: Millis) -> Batch {
-    Batch {
+    let mut b = Batch {
         run: id.to_string(),
         status: d.run.as_ref().map(|(status, data)| {
             (
@@ -794,6 +908,81 @@ pub fn to_batch(id: &str, d: &Delta, consumed: Vec<i64>, now: Millis) -> Batch {
             .collect(),
         nodes: d.nodes.iter().map(node_row).collect(),
         consumed,
+        ..Batch::default()
+    };
+    artifact_rows(id, d, &mut b, now);
+    b
+}
+
+/// What [`Driver::memoize`] decided.
+enum Memoized {
+    /// An earlier result is being linked in.
+    Reused,
+    /// The step runs, under this memo key (none when it is not cached).
+    Run(Option<String>),
+}
+
+/// Artifact, lineage and memo rows of the nodes in a delta: artifacts and
+/// reads of step runs that ended, a memo entry for each that succeeded
+/// under a memo key.
+fn artifact_rows(id: &str, d: &Delta, b: &mut Batch, now: Millis) {
+    for n in &d.nodes {
+        let info = &n.data.info;
+        let state = &n.data.state;
+        if !state.is_terminal() {
+            continue;
+        }
+        let done = matches!(state, StepState::Succeeded | StepState::Memoized { .. });
+        for i in &info.inputs {
+            b.reads.push(ReadRow {
+                run: id.to_string(),
+                node: n.id.0,
+                attempt: info.attempts,
+                artifact: i.artifact.clone(),
+            });
+        }
+        if !done {
+            continue;
+        }
+        for a in &info.artifacts {
+            b.artifacts.push(ArtifactRow {
+                id: a.id.clone(),
+                digest: a.digest.clone(),
+                kind: a.kind.clone(),
+                size: a.size as i64,
+                files: a.files as i64,
+                media_type: a.media_type.clone(),
+                name: a.name.clone(),
+                run: Some(id.to_string()),
+                node: Some(n.id.0),
+                step: Some(n.name.clone()),
+                step_key: Some(n.key.clone()),
+                attempt: Some(info.attempts),
+                path: a.path.clone(),
+                created_ms: info.finished.unwrap_or(now) as i64,
+                tags: "{}".into(),
+                memoized_from: a.memoized_from.clone(),
+            });
+        }
+        if let (StepState::Succeeded, Some(key)) = (state, &info.memo_key) {
+            let ids: Map<String, Value> = info
+                .artifacts
+                .iter()
+                .map(|a| (a.name.clone(), Value::String(a.id.clone())))
+                .collect();
+            b.memo.push(MemoRow {
+                key: key.clone(),
+                run: id.to_string(),
+                node: n.id.0,
+                attempt: info.attempts,
+                step: n.name.clone(),
+                step_key: n.key.clone(),
+                outputs: serde_json::to_string(&info.outputs.clone().unwrap_or_default())
+                    .unwrap_or_else(|_| "{}".into()),
+                artifacts: Value::Object(ids).to_string(),
+                created_ms: info.finished.unwrap_or(now) as i64,
+            });
+        }
     }
 }
 

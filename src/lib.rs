@@ -4,4 +4,5 @@
 //! The command line itself (`src/cli/`) belongs to the binary only.
 
 pub mod driver;
+pub mod memo;
 pub mod progress;

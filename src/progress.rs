@@ -106,6 +106,10 @@ fn describe(r: &NodeRecord, k: &str) -> Option<String> {
                 format!("✓ {k} ({d})")
             }
         }
+        StepState::Memoized { from } => {
+            let run = from.split('/').next().unwrap_or(from);
+            format!("≡ {k} memoized (result of run {run})")
+        }
         StepState::Failed { failure } => format!("✗ {k}: {}", failure.message),
         StepState::Retrying { attempt, at, last } => format!(
             "↻ {k}: attempt {} {}; retrying in {}",
@@ -405,6 +409,7 @@ pub fn summary(state: &RunState, elapsed: Duration) -> String {
     }
     let mut parts: Vec<String> = [
         "succeeded",
+        "memoized",
         "failed",
         "skipped",
         "cancelled",

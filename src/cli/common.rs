@@ -13,8 +13,9 @@ use kaon_model::Validated;
 use kaon_store::{Durability, RunRow, SqliteStore, StateStore};
 use serde_json::{Map, Value};
 
-use kaon::driver::{self, Capacity, Driver, DriverOptions};
+use kaon::driver::{self, Capacity, Driver, DriverOptions, MemoCtx};
 use kaon::progress::{self, Mode};
+use kaon_artifacts::ArtifactStore;
 
 /// Where kaon keeps its database and logs.
 #[derive(Debug, clap::Args, Clone)]
@@ -22,6 +23,11 @@ pub struct DataArgs {
     /// kaon's data directory (database, logs).
     #[arg(long, global = true, env = "KAON_DATA_DIR", default_value = ".kaon")]
     pub data_dir: PathBuf,
+    /// Where artifacts are kept: a folder, `file:///abs/dir`,
+    /// `s3://bucket/prefix` (configured by the usual `AWS_*` variables) or
+    /// `hdfs://namenode/prefix`. Default: `<data-dir>/artifacts`.
+    #[arg(long, global = true, env = "KAON_ARTIFACTS", value_name = "URL")]
+    pub artifacts: Option<String>,
 }
 
 impl DataArgs {
@@ -34,6 +40,17 @@ impl DataArgs {
     pub fn logs(&self) -> PathBuf {
         let root = self.data_dir.join("runs");
         std::path::absolute(&root).unwrap_or(root)
+    }
+
+    /// Opens the artifact store.
+    pub fn blobs(&self) -> Result<ArtifactStore> {
+        let url = match &self.artifacts {
+            Some(u) => u.clone(),
+            None => self.data_dir.join("artifacts").display().to_string(),
+        };
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        ArtifactStore::open(&url, &cwd)
+            .with_context(|| format!("cannot open the artifact store `{url}`"))
     }
 
     /// Opens the store.
@@ -130,7 +147,14 @@ pub async fn drive(
 ) -> Result<ExitCode> {
     let owner = driver::owner_id();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = LocalExecutor::new(data.logs(), tx, Duration::from_millis(250), args.kill_grace);
+    let blobs = data.blobs()?;
+    let exec = LocalExecutor::new(
+        data.logs(),
+        tx.clone(),
+        Duration::from_millis(250),
+        args.kill_grace,
+    )
+    .with_artifacts(blobs.clone());
     let opts = DriverOptions {
         capacity: args.capacity,
         inbox_every: Duration::from_millis(200),
@@ -142,7 +166,12 @@ pub async fn drive(
         owner.clone(),
         opts,
         progress::observer(args.mode),
-    );
+    )
+    .with_memo(MemoCtx {
+        blobs,
+        code: Default::default(),
+        tx,
+    });
     let begun = Instant::now();
     let id = match start {
         Start::New { params, options } => {

@@ -28,6 +28,7 @@ use kaon::progress::Mode;
 ///   kaon run examples/recsys/recsys.toml
 ///   kaon run wf.toml -p cohort_date=2016-06-01 -p regions='["US","CA"]'
 ///   kaon run wf.toml --progress plain --on-failure stop
+///   kaon run wf.toml --no-cache
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -55,6 +56,11 @@ pub struct Args {
     /// Time between SIGTERM and SIGKILL when a step is stopped.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     kill_grace: Duration,
+    /// Run every step even when an earlier run left its result (results
+    /// are still recorded for later runs). A step opts out for good with
+    /// `cache = false`; `cache_version` forces a miss.
+    #[arg(long)]
+    no_cache: bool,
     /// Start a new run even if an interrupted run of the same workflow and
     /// parameters could be carried on.
     #[arg(long)]
@@ -123,6 +129,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
             Policy::Stop => FailurePolicy::Stop,
         },
         platform_retries: args.platform_retries,
+        no_cache: args.no_cache,
         ..RunOptions::default()
     };
     let capacity = Capacity::detect().with(args.cpus, args.memory)?;

@@ -213,6 +213,7 @@ fn node_line(n: &NodeRow, d: &NodeData) -> Vec<String> {
     let note = match &d.state {
         StepState::Failed { failure } => failure.message.clone(),
         StepState::Retrying { last, .. } => format!("retrying after: {}", last.message),
+        StepState::Memoized { from } => format!("result of {from}"),
         StepState::Skipped { reason } => match reason {
             kaon_engine::SkipReason::UpstreamFailed { upstream } => format!("{upstream} failed"),
             kaon_engine::SkipReason::ConditionFalse => "condition false".into(),

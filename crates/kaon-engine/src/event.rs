@@ -61,6 +61,24 @@ pub enum Event {
         attempt: u32,
         /// How to find it again.
         handle: Value,
+        /// The memo key it runs under, when cached.
+        memo_key: Option<String>,
+    },
+    /// An earlier step run with the same memo key had the result; its
+    /// outputs are in place.
+    StepMemoized {
+        /// The step.
+        node: NodeId,
+        /// The attempt that was being launched.
+        attempt: u32,
+        /// The memo key.
+        key: String,
+        /// That step run: `<run>/<step key>`.
+        from: String,
+        /// Its value outputs (file and dir outputs as paths).
+        outputs: Map<String, Value>,
+        /// Its artifacts, linked into this run.
+        artifacts: Vec<OutputArtifact>,
     },
     /// The executor could not launch the attempt.
     LaunchFailed {
@@ -96,6 +114,10 @@ pub enum Event {
         outputs: Map<String, Value>,
         /// Problems the executor found with the outputs (a missing file).
         problems: Vec<String>,
+        /// Artifacts stored from the attempt's outputs and `kaon artifact put`.
+        artifacts: Vec<OutputArtifact>,
+        /// Artifacts it fetched with `kaon artifact get`.
+        reads: Vec<InputRef>,
     },
     /// A timer set by [`Action::SetTimer`] fired.
     TimerFired {
@@ -218,6 +240,59 @@ pub enum Action {
     },
 }
 
+/// An artifact a step run wrote (or, memoized, reuses).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputArtifact {
+    /// The output's name (or the name given to `kaon artifact put`).
+    pub name: String,
+    /// The artifact's id.
+    pub id: String,
+    /// Its content digest (`blake3:<hex>`).
+    pub digest: String,
+    /// `file`, `dir` or `reference`.
+    pub kind: String,
+    /// Bytes.
+    pub size: u64,
+    /// Files.
+    pub files: u64,
+    /// Media type.
+    pub media_type: String,
+    /// Where the step wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// For a memoized step: the artifact reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memoized_from: Option<String>,
+}
+
+/// An artifact a step reads.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InputRef {
+    /// How the step reaches it: `step.output`, or `get` for `kaon artifact get`.
+    pub source: String,
+    /// The artifact's id.
+    pub artifact: String,
+    /// Its content digest.
+    pub digest: String,
+}
+
+/// What a memo key is computed from besides the launch order's command,
+/// environment and outputs. Absent when the step is not cached.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoSpec {
+    /// The step kind.
+    pub kind: String,
+    /// `cache_version`, rendered ("" when unset).
+    pub cache_version: String,
+    /// `code` entries and the workflow's `code`, as absolute paths.
+    pub code: Vec<PathBuf>,
+    /// Other settings of the kind that change results, as JSON.
+    pub config: Value,
+    /// False under `kaon run --no-cache`: compute and record the key, but
+    /// run the step whatever earlier runs left.
+    pub reuse: bool,
+}
+
 /// Everything an executor needs to run one attempt of a step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LaunchOrder {
@@ -245,6 +320,12 @@ pub struct LaunchOrder {
     pub memory: u64,
     /// True when a process for this attempt may already exist.
     pub adopt: bool,
+    /// Artifacts the step reads through its references, sorted.
+    #[serde(default)]
+    pub inputs: Vec<InputRef>,
+    /// Memoization: `None` when the step or the run turned caching off.
+    #[serde(default)]
+    pub memo: Option<MemoSpec>,
 }
 
 /// What a step runs, with every reference substituted.

@@ -22,7 +22,9 @@ pub mod run;
 pub mod state;
 
 pub use error::EngineError;
-pub use event::{Action, Event, Exit, LaunchOrder, NodeId, OutputSpec, Timer};
+pub use event::{
+    Action, Event, Exit, InputRef, LaunchOrder, MemoSpec, NodeId, OutputArtifact, OutputSpec, Timer,
+};
 pub use program::Program;
 pub use run::{Delta, NodeRecord, RunState, ScopeRecord};
 pub use state::{

@@ -12,7 +12,9 @@ use serde_json::{Map, Value};
 
 use crate::error::EngineError;
 use crate::eval::{self, Resolve};
-use crate::event::{Action, Event, Exit, Invocation, LaunchOrder, NodeId, OutputSpec, Timer};
+use crate::event::{
+    Action, Event, Exit, InputRef, Invocation, LaunchOrder, MemoSpec, NodeId, OutputSpec, Timer,
+};
 use crate::program::{Program, TKind, TNode, TmplId};
 use crate::retry::backoff;
 use crate::state::{
@@ -459,9 +461,11 @@ impl RunState {
                 node,
                 attempt,
                 handle,
+                memo_key,
             } => {
                 let n = self.check(node)?;
                 if self.nodes[n].state == (StepState::Starting { attempt }) {
+                    self.nodes[n].info.memo_key = memo_key;
                     self.set_state(
                         n as u32,
                         StepState::Running {
@@ -522,10 +526,40 @@ impl RunState {
                 exit,
                 outputs,
                 problems,
+                artifacts,
+                reads,
             } => {
                 let n = self.check(node)?;
                 if self.nodes[n].state.attempt() == Some(attempt) {
+                    let info = &mut self.nodes[n].info;
+                    for r in reads {
+                        if !info.inputs.contains(&r) {
+                            info.inputs.push(r);
+                        }
+                    }
+                    info.artifacts = artifacts;
                     self.exited(n as u32, exit, outputs, problems);
+                }
+            }
+            Event::StepMemoized {
+                node,
+                attempt,
+                key,
+                from,
+                outputs,
+                artifacts,
+            } => {
+                let n = self.check(node)?;
+                if self.nodes[n].state == (StepState::Starting { attempt }) {
+                    let info = &mut self.nodes[n].info;
+                    info.memo_key = Some(key);
+                    info.artifacts = artifacts;
+                    info.outputs = (!outputs.is_empty()).then_some(outputs);
+                    info.progress = Some(Progress {
+                        percent: Some(100.0),
+                        message: None,
+                    });
+                    self.finish(n as u32, StepState::Memoized { from });
                 }
             }
             Event::TimerFired {
@@ -791,6 +825,7 @@ impl RunState {
                             run: self,
                             scope,
                             node: None,
+                            reads: None,
                         };
                         match eval::eval_bool(until, &ctx) {
                             Ok(true) => {
@@ -852,6 +887,7 @@ impl RunState {
                 run: self,
                 scope: 0,
                 node: None,
+                reads: None,
             };
             let mut outs = Map::new();
             let mut err = None;
@@ -966,6 +1002,7 @@ impl RunState {
                     run: self,
                     scope: self.nodes[n as usize].scope,
                     node: None,
+                    reads: None,
                 };
                 let mut lists = Vec::new();
                 let mut err = None;
@@ -1055,6 +1092,7 @@ impl RunState {
                     run: self,
                     scope: self.nodes[n as usize].scope,
                     node: None,
+                    reads: None,
                 };
                 match eval::eval_bool(cond, &ctx) {
                     Ok(c) => {
@@ -1141,6 +1179,8 @@ impl RunState {
         self.set_state(n, StepState::Starting { attempt });
         match self.launch_order(n, attempt, false) {
             Ok(order) => {
+                self.nodes[n as usize].info.inputs = order.inputs.clone();
+                self.nodes[n as usize].info.memo_key = None;
                 self.out.push(Action::Launch(Box::new(order)));
                 self.set_timeout(n, attempt);
             }
@@ -1154,10 +1194,12 @@ impl RunState {
         let step = self
             .step_of(id)
             .ok_or_else(|| format!("node {n} is not a step"))?;
+        let reads = std::cell::RefCell::new(Vec::new());
         let ctx = Ctx {
             run: self,
             scope: self.nodes[n as usize].scope,
             node: Some(n),
+            reads: Some(&reads),
         };
         let key = self.key(id);
         let invocation = match &step.kind {
@@ -1212,6 +1254,49 @@ impl RunState {
                 path,
             });
         }
+        let memo = if step.cache.enabled && !matches!(invocation, Invocation::Unsupported { .. }) {
+            let mut code = Vec::new();
+            for c in &self.program.workflow.workflow.code {
+                code.push(normalize(self.program.base_dir.join(c)));
+            }
+            for c in &step.cache.code {
+                code.push(normalize(
+                    self.program.base_dir.join(eval::render(c, &ctx)?),
+                ));
+            }
+            code.sort();
+            code.dedup();
+            Some(MemoSpec {
+                kind: step.kind.name().to_string(),
+                cache_version: match &step.cache.version {
+                    Some(v) => eval::render(v, &ctx)?,
+                    None => String::new(),
+                },
+                code,
+                config: Value::Null,
+                reuse: !self.options.no_cache,
+            })
+        } else {
+            None
+        };
+        // Of the outputs read, those that are artifacts are the inputs.
+        let mut inputs: Vec<InputRef> = Vec::new();
+        for (m, output) in reads.into_inner() {
+            let node = &self.nodes[m as usize];
+            if let Some(a) = node.info.artifacts.iter().find(|a| a.name == output) {
+                let name = self
+                    .step_of(NodeId(m))
+                    .map(|s| s.name.as_str())
+                    .unwrap_or("?");
+                inputs.push(InputRef {
+                    source: format!("{name}.{output}"),
+                    artifact: a.id.clone(),
+                    digest: a.digest.clone(),
+                });
+            }
+        }
+        inputs.sort();
+        inputs.dedup();
         Ok(LaunchOrder {
             run: self.id.clone(),
             node: id,
@@ -1225,6 +1310,8 @@ impl RunState {
             cpus: step.resources.cpus.unwrap_or(1.0),
             memory: step.resources.memory.unwrap_or(0),
             adopt,
+            inputs,
+            memo,
         })
     }
 
@@ -1495,6 +1582,7 @@ impl RunState {
             run: self,
             scope: self.nodes[n as usize].scope,
             node: Some(n),
+            reads: None,
         };
         let mut out = Map::new();
         for (k, t) in &sw.params {
@@ -1714,6 +1802,9 @@ struct Ctx<'a> {
     run: &'a RunState,
     scope: u32,
     node: Option<u32>,
+    /// When set, every step output read is noted here (node, output): the
+    /// launch order's inputs.
+    reads: Option<&'a std::cell::RefCell<Vec<(u32, String)>>>,
 }
 
 impl Resolve for Ctx<'_> {
@@ -1756,7 +1847,7 @@ impl Resolve for Ctx<'_> {
                 output,
                 fields,
             } => {
-                let v = run.output_value(self.scope, step, output, r)?;
+                let v = run.output_value(self.scope, step, output, r, self.reads)?;
                 eval::fields(v, fields, r)
             }
         }
@@ -1767,7 +1858,14 @@ impl RunState {
     /// The value of `${step.output}` read from `scope`: one value, or a
     /// list per for-each between the reader and the step, or the last pass
     /// of a repeat; `null` for a branch not taken.
-    fn output_value(&self, scope: u32, step: &str, output: &str, r: &Ref) -> Result<Value, String> {
+    fn output_value(
+        &self,
+        scope: u32,
+        step: &str,
+        output: &str,
+        r: &Ref,
+        reads: Option<&std::cell::RefCell<Vec<(u32, String)>>>,
+    ) -> Result<Value, String> {
         let &(tt, ti) = self
             .program
             .step_loc
@@ -1785,7 +1883,14 @@ impl RunState {
                 None => return Err(format!("{r}: `{step}` is not reachable from here")),
             }
         };
-        Ok(self.collect(s, pos, &chain, ti, output))
+        let mut leaves = Vec::new();
+        let v = self.collect(s, pos, &chain, ti, output, &mut leaves);
+        if let Some(reads) = reads {
+            reads
+                .borrow_mut()
+                .extend(leaves.into_iter().map(|n| (n, output.to_string())));
+        }
+        Ok(v)
     }
 
     fn collect(
@@ -1795,10 +1900,12 @@ impl RunState {
         chain: &[(TmplId, Option<u32>)],
         ti: u32,
         output: &str,
+        leaves: &mut Vec<u32>,
     ) -> Value {
         let sc = &self.scopes[s as usize];
         let (t, via) = chain[pos];
         let Some(via) = via else {
+            leaves.push(sc.base + ti);
             let n = &self.nodes[(sc.base + ti) as usize];
             return n
                 .info
@@ -1814,20 +1921,20 @@ impl RunState {
             TNode::ForEach { .. } => Value::Array(
                 node.children
                     .iter()
-                    .map(|c| self.collect(*c, pos + 1, chain, ti, output))
+                    .map(|c| self.collect(*c, pos + 1, chain, ti, output, leaves))
                     .collect(),
             ),
             TNode::Repeat { .. } => node
                 .children
                 .last()
-                .map(|c| self.collect(*c, pos + 1, chain, ti, output))
+                .map(|c| self.collect(*c, pos + 1, chain, ti, output, leaves))
                 .unwrap_or(Value::Null),
             TNode::When { .. } => {
                 let want = chain[pos + 1].0;
                 node.children
                     .iter()
                     .find(|c| self.scopes[**c as usize].tmpl == want)
-                    .map(|c| self.collect(*c, pos + 1, chain, ti, output))
+                    .map(|c| self.collect(*c, pos + 1, chain, ti, output, leaves))
                     .unwrap_or(Value::Null)
             }
             TNode::Step { .. } => Value::Null,

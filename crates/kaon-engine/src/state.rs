@@ -54,6 +54,12 @@ pub enum StepState {
     },
     /// Done, with its outputs.
     Succeeded,
+    /// Done without running: an earlier step run with the same memo key
+    /// had the result, and its outputs were linked into this run.
+    Memoized {
+        /// That step run: `<run>/<step key>`.
+        from: String,
+    },
     /// Failed for good.
     Failed {
         /// Why.
@@ -74,6 +80,7 @@ impl StepState {
         matches!(
             self,
             StepState::Succeeded
+                | StepState::Memoized { .. }
                 | StepState::Failed { .. }
                 | StepState::Skipped { .. }
                 | StepState::Cancelled
@@ -85,6 +92,7 @@ impl StepState {
         matches!(
             self,
             StepState::Succeeded
+                | StepState::Memoized { .. }
                 | StepState::Skipped {
                     reason: SkipReason::ConditionFalse
                 }
@@ -114,6 +122,7 @@ impl StepState {
             StepState::Running { .. } => "running",
             StepState::Retrying { .. } => "retrying",
             StepState::Succeeded => "succeeded",
+            StepState::Memoized { .. } => "memoized",
             StepState::Failed { .. } => "failed",
             StepState::Skipped { .. } => "skipped",
             StepState::Cancelled => "cancelled",
@@ -241,6 +250,15 @@ pub struct NodeInfo {
     /// A note for people: what a wait step waits for, why a loop ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Artifacts the step wrote (or, memoized, reuses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<crate::event::OutputArtifact>,
+    /// Artifacts the step read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<crate::event::InputRef>,
+    /// The memo key the current (or last) attempt ran under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo_key: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -322,6 +340,10 @@ pub struct RunOptions {
     pub retry_backoff_ms: u64,
     /// Longest retry delay when the step sets none, in ms.
     pub retry_backoff_max_ms: u64,
+    /// `kaon run --no-cache`: no step reuses an earlier result (results
+    /// are still recorded for later runs).
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 impl Default for RunOptions {
@@ -331,6 +353,7 @@ impl Default for RunOptions {
             platform_retries: 3,
             retry_backoff_ms: 1_000,
             retry_backoff_max_ms: 300_000,
+            no_cache: false,
         }
     }
 }

@@ -17,6 +17,9 @@ pub struct AttemptFiles {
     /// The exit status, written by the wrapper shell when the step ends,
     /// so that it survives kaon not watching.
     pub exit: PathBuf,
+    /// Lines left by `kaon artifact put/get` inside the step
+    /// (`$KAON_ARTIFACTS_FILE`).
+    pub artifacts: PathBuf,
 }
 
 impl AttemptFiles {
@@ -29,6 +32,7 @@ impl AttemptFiles {
             stderr: dir.join(format!("{stem}.err")),
             outputs: dir.join(format!("{stem}.outputs.json")),
             exit: dir.join(format!("{stem}.exit")),
+            artifacts: dir.join(format!("{stem}.artifacts.jsonl")),
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod files;
 mod local;
+pub mod outputs;
 mod procfs;
 
 pub use files::AttemptFiles;

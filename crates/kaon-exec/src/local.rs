@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
+use kaon_artifacts::ArtifactStore;
+
 use crate::files::{AttemptFiles, Marker, parse_marker};
 use crate::{ExecEvent, Executor, LaunchError, procfs};
 
@@ -36,6 +38,7 @@ pub struct LocalExecutor {
     tx: UnboundedSender<ExecEvent>,
     poll: Duration,
     grace: Duration,
+    store: Option<ArtifactStore>,
 }
 
 /// What is stored to find an attempt's process again.
@@ -62,7 +65,16 @@ impl LocalExecutor {
             tx,
             poll,
             grace,
+            store: None,
         }
+    }
+
+    /// Stores declared file and folder outputs of successful attempts in
+    /// `store`, and tells steps where it is (`KAON_ARTIFACT_STORE`) for
+    /// `kaon artifact put`.
+    pub fn with_artifacts(mut self, store: ArtifactStore) -> LocalExecutor {
+        self.store = Some(store);
+        self
     }
 
     /// The files of an attempt.
@@ -85,6 +97,7 @@ impl LocalExecutor {
             grace: self.grace,
             offset: 0,
             outputs: Map::new(),
+            store: self.store.clone(),
         };
         tokio::spawn(w.run(handle, child));
     }
@@ -183,7 +196,7 @@ impl Executor for LocalExecutor {
                 order.workdir.display()
             )));
         }
-        for stale in [&files.exit, &files.outputs] {
+        for stale in [&files.exit, &files.outputs, &files.artifacts] {
             let _ = std::fs::remove_file(stale);
         }
         let open = |p: &Path| {
@@ -201,6 +214,12 @@ impl Executor for LocalExecutor {
             .current_dir(&order.workdir)
             .envs(order.env.iter().map(|(k, v)| (k, v)))
             .env("KAON_OUTPUTS_FILE", &files.outputs)
+            .env("KAON_ARTIFACTS_FILE", &files.artifacts)
+            .envs(
+                self.store
+                    .as_ref()
+                    .map(|s| ("KAON_ARTIFACT_STORE", s.url().to_string())),
+            )
             .env("KAON_EXIT_FILE", &files.exit)
             .env("KAON_ATTEMPT_ID", attempt_id(order))
             .env("PYTHONUNBUFFERED", "1")
@@ -300,6 +319,7 @@ struct Watch {
     grace: Duration,
     offset: u64,
     outputs: Map<String, Value>,
+    store: Option<ArtifactStore>,
 }
 
 impl Watch {
@@ -341,10 +361,19 @@ impl Watch {
             end_group(Pid::from_raw(h.pid), self.grace).await;
         }
         self.tail(true);
-        let (outputs, problems) = if exit == (Exit::Code { code: 0 }) {
+        let (outputs, mut problems) = if exit == (Exit::Code { code: 0 }) {
             self.collect()
         } else {
             (Map::new(), Vec::new())
+        };
+        let (artifacts, reads) = match &self.store {
+            Some(store) if exit == (Exit::Code { code: 0 }) && problems.is_empty() => {
+                let (w, r, p) =
+                    crate::outputs::store_outputs(store, &self.order, &self.files.artifacts).await;
+                problems.extend(p);
+                (w, r)
+            }
+            _ => (Vec::new(), Vec::new()),
         };
         self.send(Event::StepExited {
             node: self.order.node,
@@ -352,6 +381,8 @@ impl Watch {
             exit,
             outputs,
             problems,
+            artifacts,
+            reads,
         });
     }
 
