@@ -109,6 +109,7 @@ async fn engine_run(store: &impl StateStore, n: usize, tick: usize) -> (usize, u
                             node: o.node,
                             attempt: o.attempt,
                             handle: json!({"pid": 1}),
+                            memo_key: None,
                         });
                         next.push(exited(o.node, o.attempt));
                     }
@@ -132,6 +133,8 @@ fn exited(node: NodeId, attempt: u32) -> Event {
         exit: Exit::Code { code: 0 },
         outputs: Map::new(),
         problems: vec![],
+        artifacts: vec![],
+        reads: vec![],
     }
 }
 

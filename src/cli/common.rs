@@ -284,3 +284,9 @@ pub async fn find_run(store: &SqliteStore, id: &str) -> Result<RunRow> {
 pub fn parse_size(s: &str) -> Result<u64, String> {
     kaon_model::load::parse_memory(s).ok_or_else(|| format!("`{s}` is not a size (e.g. 512m, 4g)"))
 }
+
+/// A time in ms since the epoch as RFC 3339 (UTC, seconds).
+pub fn fmt_time(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -7,9 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kaon_model::Loaded;
 
+mod artifacts;
+mod cache;
 mod cancel;
 mod common;
 mod fmt;
+mod inspect;
 mod logs;
 mod plan;
 mod resume;
@@ -48,6 +51,9 @@ enum Command {
     Cancel(cancel::Args),
     Signal(signal::Args),
     Resume(resume::Args),
+    #[command(alias = "artifact")]
+    Artifacts(artifacts::Args),
+    Cache(cache::Args),
 }
 
 /// Runs one verb; the exit code says whether it succeeded.
@@ -67,6 +73,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(a) => cancel::run(a, color),
         Command::Signal(a) => signal::run(a),
         Command::Resume(a) => resume::run(a, color),
+        Command::Artifacts(a) => artifacts::run(a),
+        Command::Cache(a) => cache::run(a),
     }
 }
 

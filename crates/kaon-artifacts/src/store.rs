@@ -685,9 +685,9 @@ impl ArtifactStore {
         Ok(size)
     }
 
-    /// Every blob: digest and size. Objects under `blobs/` whose names are
-    /// not digests are left out.
-    pub async fn blobs(&self) -> Result<Vec<(Digest, u64)>, ArtifactError> {
+    /// Every blob: digest, size and when it was written. Objects under
+    /// `blobs/` whose names are not digests are left out.
+    pub async fn blobs(&self) -> Result<Vec<(Digest, u64, SystemTime)>, ArtifactError> {
         let prefix = self.at(&["blobs"]);
         let mut out = Vec::new();
         let mut list = self.inner.list(Some(&prefix));
@@ -696,7 +696,7 @@ impl ArtifactStore {
             if let Some(name) = m.location.filename()
                 && let Ok(d) = name.parse::<Digest>()
             {
-                out.push((d, m.size));
+                out.push((d, m.size, SystemTime::from(m.last_modified)));
             }
         }
         out.sort();

@@ -140,6 +140,7 @@ impl H {
                     Action::Launch(order) => {
                         if self.auto_launch {
                             queue.push_back(Event::StepLaunched {
+                                memo_key: None,
                                 node: order.node,
                                 attempt: order.attempt,
                                 handle: handle(order.node),
@@ -192,6 +193,8 @@ impl H {
     fn exit_how(&mut self, key: &str, exit: Exit, outputs: Value) -> Vec<Action> {
         let o = self.take(key);
         self.feed(Event::StepExited {
+            artifacts: vec![],
+            reads: vec![],
             node: o.node,
             attempt: o.attempt,
             exit,
@@ -225,6 +228,8 @@ impl H {
             if let Some(o) = self.running.pop_front() {
                 let (code, outputs) = decide(&o);
                 out.extend(self.feed(Event::StepExited {
+                    artifacts: vec![],
+                    reads: vec![],
                     node: o.node,
                     attempt: o.attempt,
                     exit: Exit::Code { code },
@@ -533,6 +538,8 @@ fn user_failures_retry_with_doubling_backoff_then_fail() {
 
     // A late exit of attempt 1 changes nothing.
     let acts = h.feed(Event::StepExited {
+        artifacts: vec![],
+        reads: vec![],
         node: id,
         attempt: 1,
         exit: Exit::Code { code: 0 },
@@ -781,6 +788,7 @@ fn a_timeout_during_the_launch_kills_when_the_handle_arrives() {
     let acts = h.fire(id, 1, Timer::Timeout);
     assert!(acts.is_empty(), "no handle to kill yet: {acts:?}");
     let acts = h.feed(Event::StepLaunched {
+        memo_key: None,
         node: id,
         attempt: 1,
         handle: json!({"pid": 7}),
