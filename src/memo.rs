@@ -107,6 +107,7 @@ pub async fn memo_key(order: &LaunchOrder, code: &CodeCache) -> Result<(String, 
         kind: spec.kind.clone(),
         workdir: order.workdir.display().to_string(),
         cache_version: spec.cache_version.clone(),
+        instance: order.key.clone(),
         config: if spec.config.is_null() {
             String::new()
         } else {

@@ -265,6 +265,9 @@ fn diff(old: &MemoKey, new: &MemoKey) -> Vec<String> {
             old.cache_version, new.cache_version
         ));
     }
+    if old.instance != new.instance {
+        out.push(format!("instance: {} → {}", old.instance, new.instance));
+    }
     if old.config != new.config {
         out.push("config: changed".into());
     }
