@@ -227,9 +227,11 @@ impl ArtifactStore {
         };
         std::fs::create_dir_all(&dir).map_err(ArtifactError::io(&dir))?;
         let dir = dir.canonicalize().map_err(ArtifactError::io(&dir))?;
-        let inner = LocalFileSystem::new_with_prefix(&dir)
-            .map_err(|e| bad(e.to_string()))?
-            .with_fsync(true);
+        // No fsync: a blob that a power loss kept from the disk is found
+        // missing or corrupt by the digest check on its next read, and the
+        // step that made it runs again. Atomicity (link into place) is what
+        // readers rely on, and it holds either way.
+        let inner = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?;
         Ok(ArtifactStore {
             inner: Arc::new(inner),
             root: ObjPath::default(),
@@ -539,22 +541,7 @@ impl ArtifactStore {
         }
         let tmp = temp_beside(dest);
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(ArtifactError::io(&tmp))?;
-            let mut hasher = blake3::Hasher::new();
-            let mut size = 0u64;
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(self.err())?;
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                file.write_all(&chunk)
-                    .await
-                    .map_err(ArtifactError::io(&tmp))?;
-            }
-            file.flush().await.map_err(ArtifactError::io(&tmp))?;
-            let actual = Digest::from(hasher.finalize());
+            let (actual, size) = self.copy_out(got, Some(&tmp)).await?;
             if actual != *d {
                 return Err(ArtifactError::Corrupt {
                     digest: *d,
@@ -666,15 +653,7 @@ impl ArtifactStore {
             }
             Err(e) => return Err(self.err()(e)),
         };
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
-        let mut stream = got.into_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(self.err())?;
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
-        }
-        let actual = Digest::from(hasher.finalize());
+        let (actual, size) = self.copy_out(got, None).await?;
         if actual != *d {
             return Err(ArtifactError::Corrupt {
                 digest: *d,
@@ -683,6 +662,106 @@ impl ArtifactStore {
             });
         }
         Ok(size)
+    }
+
+    /// Hashes a blob's content, writing it to `to` when given. A local
+    /// blob is read in [`PART`]-sized blocks on a blocking thread (the
+    /// backend's own stream reads 8 KiB at a time); a remote one is
+    /// streamed through a large write buffer.
+    async fn copy_out(
+        &self,
+        got: object_store::GetResult,
+        to: Option<&Path>,
+    ) -> Result<(Digest, u64), ArtifactError> {
+        use std::io::Write;
+        let to = to.map(Path::to_path_buf);
+        if let object_store::GetResultPayload::File(mut file, path) = got.payload {
+            return tokio::task::spawn_blocking(move || {
+                // Reading and hashing here, writing on a second thread: the
+                // two overlap, as in a put.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+                let writer = match &to {
+                    Some(p) => {
+                        let mut out = std::fs::File::create(p).map_err(ArtifactError::io(p))?;
+                        let p = p.clone();
+                        Some(std::thread::spawn(move || -> Result<(), ArtifactError> {
+                            for block in rx {
+                                out.write_all(&block).map_err(ArtifactError::io(&p))?;
+                            }
+                            Ok(())
+                        }))
+                    }
+                    None => None,
+                };
+                let mut hasher = blake3::Hasher::new();
+                let mut size = 0u64;
+                let mut failed = None;
+                loop {
+                    let mut buf = vec![0u8; PART];
+                    let n = match file.read(&mut buf) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            failed = Some(ArtifactError::io(&path)(e));
+                            break;
+                        }
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    hasher.update(&buf);
+                    size += n as u64;
+                    if writer.is_some() && tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+                drop(tx);
+                if let Some(w) = writer {
+                    match w.join() {
+                        Ok(r) => r?,
+                        Err(_) => {
+                            return Err(ArtifactError::Io {
+                                path: path.clone(),
+                                source: std::io::Error::other("the writer thread panicked"),
+                            });
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                Ok((Digest::from(hasher.finalize()), size))
+            })
+            .await
+            .map_err(|e| ArtifactError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            })?;
+        }
+        let mut out = match &to {
+            Some(p) => Some(tokio::io::BufWriter::with_capacity(
+                PART,
+                tokio::fs::File::create(p)
+                    .await
+                    .map_err(ArtifactError::io(p))?,
+            )),
+            None => None,
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(self.err())?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            if let (Some(o), Some(p)) = (out.as_mut(), to.as_ref()) {
+                o.write_all(&chunk).await.map_err(ArtifactError::io(p))?;
+            }
+        }
+        if let (Some(o), Some(p)) = (out.as_mut(), to.as_ref()) {
+            o.flush().await.map_err(ArtifactError::io(p))?;
+        }
+        Ok((Digest::from(hasher.finalize()), size))
     }
 
     /// Every blob: digest, size and when it was written. Objects under

@@ -1666,3 +1666,110 @@ fn launch_failures_are_paid_by_whoever_is_to_blame() {
     assert!(timers_in(&acts).is_empty(), "{acts:?}");
     assert_failed(&h.state("broken"), FailureClass::User, "no such program");
 }
+
+/// Reads of artifact outputs become a launch's inputs; a memoized step
+/// counts as done for what follows; `cache = false` and `--no-cache` show
+/// in the launch order.
+#[test]
+fn artifact_inputs_and_memoized_steps() {
+    let text = r#"
+[workflow]
+name = "memo"
+flow = "a -> b -> c"
+
+[steps.a]
+kind = "command"
+command = ["make-data"]
+outputs = { data = { type = "file", path = "data.csv" }, n = "int" }
+
+[steps.b]
+kind = "command"
+command = ["train", "${a.data}", "${a.n}"]
+cache_version = "v${a.n}"
+outputs = { model = { type = "file", path = "model.bin" } }
+
+[steps.c]
+kind = "command"
+cache = false
+command = ["publish", "${b.model}"]
+"#;
+    let mut h = H::with(text, Map::new(), RunOptions::default());
+    h.auto_launch = false;
+    h.start();
+    let a = h.take("a");
+    let spec = a.memo.clone().unwrap();
+    assert!(spec.reuse);
+    assert_eq!(spec.kind, "command");
+    assert!(a.inputs.is_empty());
+    h.feed(Event::StepLaunched {
+        node: a.node,
+        attempt: 1,
+        handle: handle(a.node),
+        memo_key: Some("blake3:ka".into()),
+    });
+    let art = kaon_engine::OutputArtifact {
+        name: "data".into(),
+        id: "adata".into(),
+        digest: "blake3:dd".into(),
+        kind: "file".into(),
+        size: 3,
+        files: 1,
+        media_type: "text/csv".into(),
+        path: Some("/tmp/wf/data.csv".into()),
+        memoized_from: None,
+    };
+    h.feed(Event::StepExited {
+        node: a.node,
+        attempt: 1,
+        exit: Exit::Code { code: 0 },
+        outputs: obj(json!({"data": "/tmp/wf/data.csv", "n": 3})),
+        problems: vec![],
+        artifacts: vec![art.clone()],
+        reads: vec![],
+    });
+    assert_eq!(h.state("a"), StepState::Succeeded);
+    let b = h.take("b");
+    // Only the artifact output is an input; the int is in the command line.
+    assert_eq!(
+        b.inputs,
+        [kaon_engine::InputRef {
+            source: "a.data".into(),
+            artifact: "adata".into(),
+            digest: "blake3:dd".into(),
+        }]
+    );
+    assert_eq!(b.memo.as_ref().unwrap().cache_version, "v3");
+    h.feed(Event::StepMemoized {
+        node: b.node,
+        attempt: 1,
+        key: "blake3:kb".into(),
+        from: "old-run/b".into(),
+        outputs: obj(json!({"model": "/tmp/wf/model.bin"})),
+        artifacts: vec![],
+    });
+    assert_eq!(
+        h.state("b"),
+        StepState::Memoized {
+            from: "old-run/b".into()
+        }
+    );
+    let c = h.take("c");
+    assert!(c.memo.is_none(), "cache = false: no memo key at all");
+    assert_eq!(argv(&c)[1], "/tmp/wf/model.bin");
+    let saved = h.saved.nodes.values().find(|n| n.key == "b").unwrap();
+    assert_eq!(saved.data.info.memo_key.as_deref(), Some("blake3:kb"));
+    assert_eq!(saved.data.info.inputs.len(), 1);
+
+    // --no-cache: keys are still computed, never used to skip.
+    let mut h = H::with(
+        text,
+        Map::new(),
+        RunOptions {
+            no_cache: true,
+            ..RunOptions::default()
+        },
+    );
+    h.auto_launch = false;
+    h.start();
+    assert!(!h.take("a").memo.unwrap().reuse);
+}
