@@ -475,18 +475,21 @@ impl ArtifactStore {
         })
     }
 
+    /// Opens a blob for reading; a missing one is [`ArtifactError::Missing`].
+    async fn fetch(&self, d: &Digest) -> Result<object_store::GetResult, ArtifactError> {
+        match self.inner.get(&self.blob(d)).await {
+            Ok(g) => Ok(g),
+            Err(e) if is_not_found(&e) => Err(ArtifactError::Missing {
+                digest: *d,
+                store: self.url.clone(),
+            }),
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
     /// A whole blob, checked. Meant for small blobs (manifests).
     pub async fn read_bytes(&self, d: &Digest) -> Result<Bytes, ArtifactError> {
-        let got = match self.inner.get(&self.blob(d)).await {
-            Ok(g) => g,
-            Err(e) if is_not_found(&e) => {
-                return Err(ArtifactError::Missing {
-                    digest: *d,
-                    store: self.url.clone(),
-                });
-            }
-            Err(e) => return Err(self.err()(e)),
-        };
+        let got = self.fetch(d).await?;
         let bytes = got.bytes().await.map_err(self.err())?;
         let actual = Digest::of(&bytes);
         if actual != *d {
@@ -522,16 +525,7 @@ impl ArtifactStore {
     /// Streams a blob to a local file: written beside `dest` under a
     /// temporary name, renamed into place only when its digest checks.
     pub async fn get_file(&self, d: &Digest, dest: &Path) -> Result<u64, ArtifactError> {
-        let got = match self.inner.get(&self.blob(d)).await {
-            Ok(g) => g,
-            Err(e) if is_not_found(&e) => {
-                return Err(ArtifactError::Missing {
-                    digest: *d,
-                    store: self.url.clone(),
-                });
-            }
-            Err(e) => return Err(self.err()(e)),
-        };
+        let got = self.fetch(d).await?;
         if let Some(parent) = dest.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -643,16 +637,7 @@ impl ArtifactStore {
 
     /// Reads a blob through and checks it.
     pub async fn verify(&self, d: &Digest) -> Result<u64, ArtifactError> {
-        let got = match self.inner.get(&self.blob(d)).await {
-            Ok(g) => g,
-            Err(e) if is_not_found(&e) => {
-                return Err(ArtifactError::Missing {
-                    digest: *d,
-                    store: self.url.clone(),
-                });
-            }
-            Err(e) => return Err(self.err()(e)),
-        };
+        let got = self.fetch(d).await?;
         let (actual, size) = self.copy_out(got, None).await?;
         if actual != *d {
             return Err(ArtifactError::Corrupt {
