@@ -110,12 +110,16 @@ enum Verb {
         #[arg(long, default_value_t = 10)]
         rows: usize,
     },
-    /// Deletes blobs no artifact refers to (and leftovers of interrupted
-    /// puts older than an hour).
+    /// Deletes blobs no artifact refers to, and leftovers of interrupted
+    /// puts.
     Gc {
         /// Say what would go, delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Keep blobs younger than this: a step that is storing its outputs
+        /// has blobs whose artifact rows are not committed yet.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+        min_age: std::time::Duration,
     },
 }
 
@@ -134,47 +138,48 @@ enum LineageFormat {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     common::block_on(async move {
+        let data = &args.data;
         match args.command {
-            Verb::Put { path, name, tags } => put(&args.data, &path, name, &tags).await,
-            Verb::Get { id, output } => get(&args.data, &id, &output).await,
-            other => {
-                let store = args.data.existing_store().await?;
-                match other {
-                    Verb::List {
-                        run,
-                        step,
-                        name,
-                        limit,
-                        format,
-                    } => {
-                        let filter = ArtifactFilter {
-                            run,
-                            step,
-                            name,
-                            digest: None,
-                            limit: Some(limit),
-                        };
-                        list(&store, &filter, format).await
-                    }
-                    Verb::Show { id, format } => show(&args.data, &store, &id, format).await,
-                    Verb::Lineage {
-                        id,
-                        downstream,
-                        depth,
-                        format,
-                        ..
-                    } => {
-                        let dir = if downstream {
-                            Direction::Downstream
-                        } else {
-                            Direction::Upstream
-                        };
-                        lineage(&store, &id, dir, depth, format).await
-                    }
-                    Verb::Inspect { id, rows } => inspect(&args.data, &store, &id, rows).await,
-                    Verb::Gc { dry_run } => gc(&args.data, &store, dry_run).await,
-                    Verb::Put { .. } | Verb::Get { .. } => unreachable!("handled above"),
-                }
+            Verb::Put { path, name, tags } => put(data, &path, name, &tags).await,
+            Verb::Get { id, output } => get(data, &id, &output).await,
+            Verb::List {
+                run,
+                step,
+                name,
+                limit,
+                format,
+            } => {
+                let filter = ArtifactFilter {
+                    run,
+                    step,
+                    name,
+                    digest: None,
+                    limit: Some(limit),
+                };
+                list(&data.existing_store().await?, &filter, format).await
+            }
+            Verb::Show { id, format } => {
+                show(data, &data.existing_store().await?, &id, format).await
+            }
+            Verb::Lineage {
+                id,
+                downstream,
+                depth,
+                format,
+                ..
+            } => {
+                let dir = if downstream {
+                    Direction::Downstream
+                } else {
+                    Direction::Upstream
+                };
+                lineage(&data.existing_store().await?, &id, dir, depth, format).await
+            }
+            Verb::Inspect { id, rows } => {
+                inspect(data, &data.existing_store().await?, &id, rows).await
+            }
+            Verb::Gc { dry_run, min_age } => {
+                gc(data, &data.existing_store().await?, dry_run, min_age).await
             }
         }
     })?
@@ -702,7 +707,12 @@ async fn inspect<S: ArtifactIndex>(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn gc<S: ArtifactIndex>(data: &DataArgs, store: &S, dry_run: bool) -> Result<ExitCode> {
+async fn gc<S: ArtifactIndex>(
+    data: &DataArgs,
+    store: &S,
+    dry_run: bool,
+    min_age: std::time::Duration,
+) -> Result<ExitCode> {
     let blobs = data.blobs()?;
     let mut keep: BTreeSet<Digest> = BTreeSet::new();
     for (digest, kind) in store.digests().await? {
@@ -726,14 +736,10 @@ async fn gc<S: ArtifactIndex>(data: &DataArgs, store: &S, dry_run: bool) -> Resu
         }
     }
     let all = blobs.blobs().await?;
-    // A blob written in the last hour may belong to a step whose success
-    // (and so its artifact row) is not committed yet.
-    let young = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let young = std::time::SystemTime::now() - min_age;
     let doomed: Vec<(Digest, u64)> = all
         .iter()
-        .filter(|(d, _, at)| {
-            !keep.contains(d) && (*at < young || std::env::var_os("KAON_GC_NOW").is_some())
-        })
+        .filter(|(d, _, at)| !keep.contains(d) && *at <= young)
         .map(|(d, s, _)| (*d, *s))
         .collect();
     let bytes: u64 = doomed.iter().map(|(_, s)| s).sum();
@@ -752,9 +758,7 @@ async fn gc<S: ArtifactIndex>(data: &DataArgs, store: &S, dry_run: bool) -> Resu
     for (d, _) in &doomed {
         blobs.delete(d).await?;
     }
-    let tmp = blobs
-        .clean_tmp(std::time::Duration::from_secs(3600))
-        .await?;
+    let tmp = blobs.clean_tmp(min_age).await?;
     println!(
         "deleted {} of {} blobs ({}), {tmp} leftover upload{}",
         doomed.len(),

@@ -797,19 +797,6 @@ impl ArtifactStore {
         }
         Ok(n)
     }
-
-    /// The objects visible under the store's `tmp/` (in-flight or
-    /// interrupted puts).
-    pub async fn tmp_objects(&self) -> Result<usize, ArtifactError> {
-        let prefix = self.at(&["tmp"]);
-        let mut n = 0;
-        let mut list = self.inner.list(Some(&prefix));
-        while let Some(m) = list.next().await {
-            m.map_err(self.err())?;
-            n += 1;
-        }
-        Ok(n)
-    }
 }
 
 /// Reads a file in [`PART`] chunks on a blocking thread, hashing as it

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use kaon_artifacts::{ArtifactKind, ArtifactStore};
+use kaon_artifacts::ArtifactStore;
 use kaon_engine::{InputRef, LaunchOrder, OutputArtifact};
 use kaon_model::types::Type;
 use serde::{Deserialize, Serialize};
@@ -136,12 +136,4 @@ pub async fn store_outputs(
         }
     }
     (wrote, read, problems)
-}
-
-/// Whether an artifact kind can be put back at a path.
-pub fn restorable(kind: &str) -> bool {
-    matches!(
-        kind.parse::<ArtifactKind>(),
-        Ok(ArtifactKind::File | ArtifactKind::Dir)
-    )
 }
