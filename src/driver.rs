@@ -478,6 +478,7 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
                         value: serde_json::from_str(&value).unwrap_or(Value::String(value)),
                     },
                     MessageBody::Cancel { reason } => Event::CancelRequested { reason },
+                    MessageBody::Kill { step, reason } => Event::KillRequested { step, reason },
                 };
                 self.consumed.entry(id.clone()).or_default().push(m.id);
                 self.pending.push_back((id.clone(), ev));
@@ -583,7 +584,8 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
         let (Some(m), Some(spec)) = (&self.memo, &order.memo) else {
             return Ok(Memoized::Run(None));
         };
-        let (key, parts) = memo::memo_key(order, &m.code).await?;
+        let facts = self.exec.describe(order);
+        let (key, parts) = memo::memo_key(order, &m.code, &facts).await?;
         // A launch re-issued after a restart may have a process already:
         // it is found (adopted), never replaced by a reuse.
         let hit = if spec.reuse && !order.adopt {

@@ -3,6 +3,7 @@
 //! engine, the state store and the executor, and the progress display.
 //! The command line itself (`src/cli/`) belongs to the binary only.
 
+pub mod config;
 pub mod driver;
 pub mod memo;
 pub mod progress;

@@ -100,7 +100,13 @@ fn keep_env(name: &str) -> bool {
 }
 
 /// The memo key of a launch order: its text form and the record it digests.
-pub async fn memo_key(order: &LaunchOrder, code: &CodeCache) -> Result<(String, MemoKey)> {
+/// `facts` are what the executor adds (the exact Spark version a request
+/// resolves to, the placement), from [`kaon_exec::Executor::describe`].
+pub async fn memo_key(
+    order: &LaunchOrder,
+    code: &CodeCache,
+    facts: &Value,
+) -> Result<(String, MemoKey)> {
     let spec = order.memo.as_ref().context("the step is not cached")?;
     let mut key = MemoKey {
         version: 1,
@@ -147,6 +153,26 @@ pub async fn memo_key(order: &LaunchOrder, code: &CodeCache) -> Result<(String, 
             }
         }
         Invocation::Script { script } => key.script = script.clone(),
+        Invocation::Spark { job } => {
+            // The application and the files shipped with it are code; the
+            // rest of the job (conf, resources, arguments) and where it is
+            // placed are configuration.
+            let local = |p: &String| !p.contains(':') || p.starts_with('/');
+            for p in job
+                .app
+                .iter()
+                .chain(&job.jars)
+                .chain(&job.py_files)
+                .filter(|p| local(p))
+            {
+                code_paths.push((p.clone(), PathBuf::from(p)));
+            }
+            key.environment = Some(Environment {
+                spark_version: facts["spark"].as_str().unwrap_or("").to_string(),
+                ..Default::default()
+            });
+            key.config = serde_json::json!({ "job": job, "placement": facts }).to_string();
+        }
         Invocation::Unsupported { kind } => bail!("steps of kind `{kind}` are not cached"),
     }
     code_paths.sort();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kaon_engine::{RunOptions, RunStatus};
-use kaon_exec::LocalExecutor;
+use kaon_exec::{Callback, SparkExecutor};
 use kaon_model::Validated;
 use kaon_store::{Durability, RunRow, SqliteStore, StateStore};
 use serde_json::{Map, Value};
@@ -148,13 +148,50 @@ pub async fn drive(
     let owner = driver::owner_id();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let blobs = data.blobs()?;
-    let exec = LocalExecutor::new(
+    let config = kaon::config::Config::load()?;
+    let secret = kaon_spark::callback::load_secret(&data.data_dir.join("secret"))
+        .context("cannot read or create kaon's secret")?;
+    // Where Spark listeners post: loopback on a free port, unless the
+    // configuration names an address reachable from remote drivers.
+    let (bind, advertised) = match &config.spark.callback {
+        Some(url) => {
+            let port = url
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+                .with_context(|| format!("[spark] callback `{url}` has no port"))?;
+            (
+                format!("0.0.0.0:{port}"),
+                Some(url.trim_end_matches('/').to_string()),
+            )
+        }
+        None => ("127.0.0.1:0".to_string(), None),
+    };
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} for Spark listener events"))?;
+    let url = match advertised {
+        Some(u) => u,
+        None => format!("http://{}", listener.local_addr()?),
+    };
+    let exec = SparkExecutor::new(
         data.logs(),
         tx.clone(),
         Duration::from_millis(250),
         args.kill_grace,
-    )
-    .with_artifacts(blobs.clone());
+        config.spark.clone(),
+        Some(Callback { url, secret }),
+        Some(blobs.clone()),
+    );
+    let (stop_callback, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kaon_spark::callback::serve(
+        listener,
+        secret,
+        exec.sink(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let opts = DriverOptions {
         capacity: args.capacity,
         inbox_every: Duration::from_millis(200),
@@ -205,6 +242,8 @@ pub async fn drive(
     }
     let result = d.drive().await;
     d.release().await;
+    let _ = stop_callback.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     let status = result?;
     match (status, d.root_state()) {
         (Some(_), Some(state)) => println!("{}", progress::summary(state, begun.elapsed())),

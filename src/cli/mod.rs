@@ -13,12 +13,14 @@ mod cancel;
 mod common;
 mod fmt;
 mod inspect;
+mod kill;
 mod logs;
 mod plan;
 mod resume;
 mod run;
 mod runs;
 mod signal;
+mod spark;
 mod validate;
 
 /// kaon: a workflow orchestrator for machine-learning pipelines on Spark.
@@ -49,11 +51,13 @@ enum Command {
     Runs(runs::Args),
     Logs(logs::Args),
     Cancel(cancel::Args),
+    Kill(kill::Args),
     Signal(signal::Args),
     Resume(resume::Args),
     #[command(alias = "artifact")]
     Artifacts(artifacts::Args),
     Cache(cache::Args),
+    Spark(spark::Args),
 }
 
 /// Runs one verb; the exit code says whether it succeeded.
@@ -75,6 +79,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(a) => resume::run(a, color),
         Command::Artifacts(a) => artifacts::run(a),
         Command::Cache(a) => cache::run(a),
+        Command::Kill(a) => kill::run(a),
+        Command::Spark(a) => spark::run(a),
     }
 }
 
@@ -91,7 +97,8 @@ pub enum DiagFormat {
 /// Loads a workflow and prints its diagnostics to stderr; `None` if it has
 /// errors.
 fn load_reporting(path: &Path, format: DiagFormat, color: bool) -> (Loaded, bool) {
-    let loaded = kaon_model::load(path);
+    let mut loaded = kaon_model::load(path);
+    check_runtimes(&mut loaded);
     if !loaded.diagnostics.is_empty() {
         let text = match format {
             DiagFormat::Rich => loaded.diagnostics.render(&loaded.sources, color),
@@ -109,6 +116,74 @@ fn load_reporting(path: &Path, format: DiagFormat, color: bool) -> (Loaded, bool
         );
     }
     (loaded, ok)
+}
+
+/// Checks what the model cannot know: that every Spark step's version is
+/// installed here (else `not-installed`, with the install command).
+fn check_runtimes(loaded: &mut Loaded) {
+    use kaon_model::diag::{Code, Diagnostic};
+    use kaon_model::spec::StepKind;
+    let Some(v) = &loaded.result else { return };
+    let mut spark = Vec::new();
+    fn walk<'a>(
+        v: &'a kaon_model::Validated,
+        out: &mut Vec<(
+            &'a kaon_model::spec::Step,
+            &'a kaon_model::spec::SparkStep,
+            kaon_model::diag::FileId,
+        )>,
+    ) {
+        for step in v.workflow.steps.values() {
+            if let StepKind::Spark(s) = &step.kind {
+                out.push((step, s, v.workflow.file));
+            }
+        }
+        for c in v.children.values() {
+            walk(c, out);
+        }
+    }
+    walk(v, &mut spark);
+    if spark.is_empty() {
+        return;
+    }
+    let config = match kaon::config::Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warning: {e:#}; Spark versions were not checked");
+            return;
+        }
+    };
+    let reg = kaon_spark::Registry::discover(&config.spark);
+    let mut problems = Vec::new();
+    for (step, s, file) in spark {
+        if let Err(e) = reg.resolve(s.version.as_deref()) {
+            let req = s
+                .version
+                .clone()
+                .or(reg.default_version.clone())
+                .unwrap_or_else(|| "3.5".into());
+            let span = if s.version.is_some() {
+                s.version_span
+            } else {
+                step.span
+            };
+            problems.push(
+                Diagnostic::error(
+                    Code::NotInstalled,
+                    file,
+                    span,
+                    format!("step `{}` needs Spark {req}: {e}", step.name),
+                )
+                .with_help(format!("run `kaon spark install {req}`")),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        for d in problems {
+            loaded.diagnostics.push(d);
+        }
+        loaded.result = None;
+    }
 }
 
 /// Writes to stdout; a reader that went away (`kaon plan wf.toml | head`)

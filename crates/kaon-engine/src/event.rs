@@ -34,6 +34,14 @@ pub enum Exit {
         /// The signal number.
         signal: i32,
     },
+    /// It ended unsuccessfully, and the executor knows why (a Spark
+    /// driver the master reports FAILED or ERROR, with its error).
+    Failed {
+        /// The exit status, when there is one.
+        code: Option<i32>,
+        /// The cause, for people.
+        message: String,
+    },
     /// It is gone and how it ended is unknown (kaon was not watching).
     Lost {
         /// What was found.
@@ -118,6 +126,15 @@ pub enum Event {
         artifacts: Vec<OutputArtifact>,
         /// Artifacts it fetched with `kaon artifact get`.
         reads: Vec<InputRef>,
+    },
+    /// `kaon kill RUN STEP`: stop the running attempts of a step (every
+    /// instance whose key is `step` or starts with `step[`), and mark them
+    /// cancelled once they have ended.
+    KillRequested {
+        /// The step's name or an instance key.
+        step: String,
+        /// Why.
+        reason: String,
     },
     /// A timer set by [`Action::SetTimer`] fired.
     TimerFired {
@@ -342,11 +359,62 @@ pub enum Invocation {
         /// The script.
         script: String,
     },
+    /// A Spark application.
+    Spark {
+        /// What to submit.
+        job: Box<SparkJob>,
+    },
     /// A step kind this build cannot execute yet.
     Unsupported {
         /// The kind.
         kind: String,
     },
+}
+
+/// A Spark step with every template rendered and every local path made
+/// absolute. Where it runs (which distribution, which master) is decided
+/// by the executor from kaon's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SparkJob {
+    /// Requested Spark version (`"3.5"`, `"3.5.9"`), or the default.
+    pub version: Option<String>,
+    /// The application: a `.jar` or `.py` file (absolute) or a URL.
+    pub app: Option<String>,
+    /// A SQL query, run by kaon's bundled SQL runner.
+    pub sql: Option<String>,
+    /// `--class`.
+    pub main_class: Option<String>,
+    /// Application arguments.
+    pub args: Vec<String>,
+    /// The master URL the step names.
+    pub master: Option<String>,
+    /// The configured cluster the step names.
+    pub cluster: Option<String>,
+    /// `client` or `cluster`; `None` for the cluster's default.
+    pub deploy_mode: Option<String>,
+    /// `--conf` pairs.
+    pub conf: std::collections::BTreeMap<String, String>,
+    /// `--driver-memory`, bytes.
+    pub driver_memory: Option<u64>,
+    /// `--executor-memory`, bytes.
+    pub executor_memory: Option<u64>,
+    /// `--driver-cores`.
+    pub driver_cores: Option<u32>,
+    /// `--executor-cores`.
+    pub executor_cores: Option<u32>,
+    /// `--num-executors`.
+    pub num_executors: Option<u32>,
+    /// `--total-executor-cores`.
+    pub max_cores: Option<u32>,
+    /// `--packages` (Maven coordinates).
+    pub packages: Vec<String>,
+    /// `--jars` (absolute paths or URLs).
+    pub jars: Vec<String>,
+    /// `--py-files` (absolute paths or URLs).
+    pub py_files: Vec<String>,
+    /// Placement constraints, canonical text.
+    pub constraints: Option<String>,
 }
 
 /// A declared output.

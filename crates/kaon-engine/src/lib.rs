@@ -23,7 +23,8 @@ pub mod state;
 
 pub use error::EngineError;
 pub use event::{
-    Action, Event, Exit, InputRef, LaunchOrder, MemoSpec, NodeId, OutputArtifact, OutputSpec, Timer,
+    Action, Event, Exit, InputRef, Invocation, LaunchOrder, MemoSpec, NodeId, OutputArtifact,
+    OutputSpec, SparkJob, Timer,
 };
 pub use program::Program;
 pub use run::{Delta, NodeRecord, RunState, ScopeRecord};

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::error::EngineError;
 use crate::eval::{self, Resolve};
 use crate::event::{
-    Action, Event, Exit, InputRef, Invocation, LaunchOrder, MemoSpec, NodeId, OutputSpec, Timer,
+    Action, Event, Exit, InputRef, Invocation, LaunchOrder, MemoSpec, NodeId, OutputSpec, SparkJob,
+    Timer,
 };
 use crate::program::{Program, TKind, TNode, TmplId};
 use crate::retry::backoff;
@@ -584,6 +585,7 @@ impl RunState {
                 }
             }
             Event::CancelRequested { reason } => self.cancel(reason),
+            Event::KillRequested { step, reason: _ } => self.kill_step(&step),
         }
         self.drain();
         Ok(std::mem::take(&mut self.out))
@@ -1222,6 +1224,12 @@ impl RunState {
             Some(w) => self.program.base_dir.join(eval::render(w, &ctx)?),
             None => self.program.base_dir.clone(),
         };
+        let invocation = match &step.kind {
+            StepKind::Spark(s) => Invocation::Spark {
+                job: Box::new(spark_job(s, step.constraints.as_ref(), &workdir, &ctx)?),
+            },
+            _ => invocation,
+        };
         let mut env = Vec::new();
         for (k, t) in &step.env {
             env.push((k.clone(), eval::render(t, &ctx)?));
@@ -1364,6 +1372,11 @@ impl RunState {
                 Failure::platform("killed by signal 9 (SIGKILL), not sent by kaon")
             }
             Exit::Signal { signal } => Failure::user(format!("killed by signal {signal}")),
+            Exit::Failed { code, message } => Failure {
+                class: FailureClass::User,
+                message,
+                exit_code: code,
+            },
             Exit::Lost { message } => Failure::platform(message),
         };
         self.attempt_failed(n, f);
@@ -1624,6 +1637,36 @@ impl RunState {
                     message.map(|m| format!(": {m}")).unwrap_or_default()
                 ));
                 self.attempt_failed(n, f);
+            }
+        }
+    }
+
+    fn kill_step(&mut self, step: &str) {
+        for n in 0..self.nodes.len() as u32 {
+            let key = self.key(NodeId(n));
+            let named = self.step_of(NodeId(n)).is_some_and(|s| s.name == step);
+            if !(named || key == step) {
+                continue;
+            }
+            match self.nodes[n as usize].state.clone() {
+                StepState::Running {
+                    attempt,
+                    handle: Some(handle),
+                } => {
+                    self.nodes[n as usize].info.kill = Some(KillReason::Cancel);
+                    self.mark(n);
+                    self.out.push(Action::Kill {
+                        node: NodeId(n),
+                        attempt,
+                        handle,
+                        reason: KillReason::Cancel,
+                    });
+                }
+                StepState::Starting { .. } => {
+                    self.nodes[n as usize].info.kill = Some(KillReason::Cancel);
+                    self.mark(n);
+                }
+                _ => {}
             }
         }
     }
@@ -1953,6 +1996,62 @@ fn env_name(k: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Renders a Spark step into the job the executor submits. Local paths
+/// (the application, jars, py-files) are made absolute against the
+/// working directory; URLs (`hdfs://`, `s3a://`, `local:`) pass as given.
+fn spark_job(
+    s: &kaon_model::spec::SparkStep,
+    constraints: Option<&kaon_model::constraints::Constraints>,
+    workdir: &std::path::Path,
+    ctx: &Ctx<'_>,
+) -> Result<SparkJob, String> {
+    let place = |p: &str| -> String {
+        if p.contains(':') && !p.starts_with('/') {
+            p.to_string()
+        } else {
+            normalize(workdir.join(p)).to_string_lossy().into_owned()
+        }
+    };
+    let mut conf = std::collections::BTreeMap::new();
+    for (k, t) in &s.conf {
+        conf.insert(k.clone(), eval::render(t, ctx)?);
+    }
+    Ok(SparkJob {
+        version: s.version.clone(),
+        app: match &s.app {
+            Some(t) => Some(place(&eval::render(t, ctx)?)),
+            None => None,
+        },
+        sql: match &s.sql {
+            Some(t) => Some(eval::render(t, ctx)?),
+            None => None,
+        },
+        main_class: s.main_class.clone(),
+        args: s
+            .args
+            .iter()
+            .map(|t| eval::render(t, ctx))
+            .collect::<Result<_, _>>()?,
+        master: s.master.clone(),
+        cluster: s.cluster.clone(),
+        deploy_mode: s.deploy_mode.map(|m| match m {
+            kaon_model::spec::DeployMode::Client => "client".to_string(),
+            kaon_model::spec::DeployMode::Cluster => "cluster".to_string(),
+        }),
+        conf,
+        driver_memory: s.driver_memory,
+        executor_memory: s.executor_memory,
+        driver_cores: s.driver_cores,
+        executor_cores: s.executor_cores,
+        num_executors: s.num_executors,
+        max_cores: s.max_cores,
+        packages: s.packages.clone(),
+        jars: s.jars.iter().map(|j| place(j)).collect(),
+        py_files: s.py_files.iter().map(|j| place(j)).collect(),
+        constraints: constraints.filter(|c| !c.is_empty()).map(|c| c.to_string()),
+    })
 }
 
 fn normalize(p: PathBuf) -> PathBuf {

@@ -20,6 +20,13 @@ pub struct AttemptFiles {
     /// Lines left by `kaon artifact put/get` inside the step
     /// (`$KAON_ARTIFACTS_FILE`).
     pub artifacts: PathBuf,
+    /// Outputs reported while the attempt ran, by a channel other than its
+    /// stdout (the Spark listener's `output` events): JSON lines
+    /// `{"name": .., "value": ..}`, later lines winning.
+    pub reported: PathBuf,
+    /// A Spark attempt's submission (written as soon as the master has
+    /// accepted it, before the handle is stored).
+    pub spark: PathBuf,
 }
 
 impl AttemptFiles {
@@ -33,6 +40,8 @@ impl AttemptFiles {
             outputs: dir.join(format!("{stem}.outputs.json")),
             exit: dir.join(format!("{stem}.exit")),
             artifacts: dir.join(format!("{stem}.artifacts.jsonl")),
+            reported: dir.join(format!("{stem}.reported.jsonl")),
+            spark: dir.join(format!("{stem}.spark.json")),
         }
     }
 
@@ -44,6 +53,22 @@ impl AttemptFiles {
             .parse()
             .ok()
     }
+}
+
+/// Outputs in [`AttemptFiles::reported`]; a torn last line is ignored.
+pub fn read_reported(path: &Path) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
+    for line in text.lines() {
+        if let Ok(v) = serde_json::from_str::<Value>(line)
+            && let Some(name) = v["name"].as_str()
+        {
+            out.insert(name.to_string(), v["value"].clone());
+        }
+    }
+    out
 }
 
 /// A marker line of the step protocol, printed on stdout.

@@ -13,6 +13,7 @@ mod files;
 mod local;
 pub mod outputs;
 mod procfs;
+pub mod spark;
 
 pub use files::AttemptFiles;
 
@@ -27,6 +28,7 @@ pub fn process_start(pid: i32) -> Option<u64> {
     procfs::stat(pid).map(|s| s.start)
 }
 pub use local::LocalExecutor;
+pub use spark::{Callback, SparkExecutor};
 
 use kaon_engine::{Event, LaunchOrder};
 use serde_json::Value;
@@ -75,4 +77,11 @@ pub trait Executor: Send + Sync {
     fn reattach(&self, order: &LaunchOrder, handle: &Value);
     /// Stops an attempt.
     fn kill(&self, handle: &Value);
+    /// Facts about how `order` would run that its text does not fix (the
+    /// exact Spark version a `"3.5"` resolves to), for its memo key.
+    /// `Null` when there are none.
+    fn describe(&self, order: &LaunchOrder) -> Value {
+        let _ = order;
+        Value::Null
+    }
 }

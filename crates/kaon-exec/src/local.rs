@@ -184,6 +184,11 @@ impl Executor for LocalExecutor {
                 argv.clone()
             }
             Invocation::Script { script } => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+            Invocation::Spark { .. } => {
+                return Err(user(
+                    "Spark steps need the Spark executor; this one runs processes only".into(),
+                ));
+            }
             Invocation::Unsupported { kind } => {
                 return Err(user(format!(
                     "`{kind}` steps cannot run on the local executor of this build"
@@ -196,7 +201,12 @@ impl Executor for LocalExecutor {
                 order.workdir.display()
             )));
         }
-        for stale in [&files.exit, &files.outputs, &files.artifacts] {
+        for stale in [
+            &files.exit,
+            &files.outputs,
+            &files.artifacts,
+            &files.reported,
+        ] {
             let _ = std::fs::remove_file(stale);
         }
         let open = |p: &Path| {
@@ -437,39 +447,51 @@ impl Watch {
         }
     }
 
-    /// Outputs of a successful attempt: markers, the outputs file (which
-    /// wins), and declared file/dir outputs that exist.
+    /// Outputs of a successful attempt: see [`collect_outputs`].
     fn collect(&mut self) -> (Map<String, Value>, Vec<String>) {
-        let mut outputs = std::mem::take(&mut self.outputs);
-        let mut problems = Vec::new();
-        match std::fs::read_to_string(&self.files.outputs) {
-            Ok(text) => match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(m)) => outputs.extend(m),
-                Ok(_) | Err(_) => problems.push(format!(
-                    "$KAON_OUTPUTS_FILE ({}) does not hold a JSON object",
-                    self.files.outputs.display()
-                )),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => problems.push(format!("cannot read $KAON_OUTPUTS_FILE: {e}")),
-        }
-        for o in &self.order.outputs {
-            let Some(path) = &o.path else { continue };
-            let ok = match o.ty {
-                Type::Dir => path.is_dir(),
-                _ => path.is_file(),
-            };
-            if ok {
-                outputs.insert(o.name.clone(), Value::String(path.display().to_string()));
-            } else {
-                problems.push(format!(
-                    "declared {} output `{}` was not written at {}",
-                    o.ty,
-                    o.name,
-                    path.display()
-                ));
-            }
-        }
-        (outputs, problems)
+        let markers = std::mem::take(&mut self.outputs);
+        collect_outputs(&self.order, &self.files, markers)
     }
+}
+
+/// Outputs of a successful attempt: reported outputs, then stdout markers,
+/// then the outputs file (later ones win), and declared file/dir outputs
+/// that exist.
+pub(crate) fn collect_outputs(
+    order: &LaunchOrder,
+    files: &AttemptFiles,
+    markers: Map<String, Value>,
+) -> (Map<String, Value>, Vec<String>) {
+    let mut outputs = crate::files::read_reported(&files.reported);
+    outputs.extend(markers);
+    let mut problems = Vec::new();
+    match std::fs::read_to_string(&files.outputs) {
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => outputs.extend(m),
+            Ok(_) | Err(_) => problems.push(format!(
+                "$KAON_OUTPUTS_FILE ({}) does not hold a JSON object",
+                files.outputs.display()
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => problems.push(format!("cannot read $KAON_OUTPUTS_FILE: {e}")),
+    }
+    for o in &order.outputs {
+        let Some(path) = &o.path else { continue };
+        let ok = match o.ty {
+            Type::Dir => path.is_dir(),
+            _ => path.is_file(),
+        };
+        if ok {
+            outputs.insert(o.name.clone(), Value::String(path.display().to_string()));
+        } else {
+            problems.push(format!(
+                "declared {} output `{}` was not written at {}",
+                o.ty,
+                o.name,
+                path.display()
+            ));
+        }
+    }
+    (outputs, problems)
 }

@@ -163,6 +163,8 @@ pub enum Code {
     InvalidConstraint,
     /// Settings that cannot work together.
     Conflict,
+    /// A step needs something this machine does not have (a Spark version).
+    NotInstalled,
     /// A declared step that the flow never uses.
     UnusedStep,
 }
@@ -190,6 +192,7 @@ impl Code {
             Code::ReservedName => "reserved-name",
             Code::InvalidConstraint => "invalid-constraint",
             Code::Conflict => "conflict",
+            Code::NotInstalled => "not-installed",
             Code::UnusedStep => "unused-step",
         }
     }

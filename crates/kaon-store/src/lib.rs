@@ -153,6 +153,13 @@ pub enum MessageBody {
         /// Why.
         reason: String,
     },
+    /// `kaon kill RUN STEP`.
+    Kill {
+        /// The step's name or instance key.
+        step: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Which runs to list.

@@ -704,6 +704,7 @@ impl StateStore for SqliteStore {
         let (kind, name, value) = match body {
             MessageBody::Signal { name, value } => ("signal", Some(name.as_str()), value.as_str()),
             MessageBody::Cancel { reason } => ("cancel", None, reason.as_str()),
+            MessageBody::Kill { step, reason } => ("kill", Some(step.as_str()), reason.as_str()),
         };
         let r = sqlx::query(
             "INSERT INTO inbox (run_id, kind, name, value, created_ms) \
@@ -738,6 +739,10 @@ impl StateStore for SqliteStore {
                 "signal" => MessageBody::Signal {
                     name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
                     value: value.unwrap_or_else(|| "null".into()),
+                },
+                "kill" => MessageBody::Kill {
+                    step: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+                    reason: value.unwrap_or_default(),
                 },
                 _ => MessageBody::Cancel {
                     reason: value.unwrap_or_default(),

@@ -1,0 +1,124 @@
+//! The endpoint kaon's Spark listener posts to: `POST /v1/spark/events`.
+//!
+//! Each event names its run, node and attempt, and carries the run's token
+//! (`Authorization: Bearer ...`): a keyed BLAKE3 hash of the run id under a
+//! secret that only this kaon installation holds, so the token needs no
+//! storage and survives restarts, and one run's driver cannot speak for
+//! another run.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::Value;
+
+/// Receives the events that passed the token check.
+pub trait EventSink: Send + Sync + 'static {
+    /// One event of `run`'s `node`, `attempt` (the whole JSON body).
+    fn deliver(&self, run: &str, node: u32, attempt: u32, event: Value);
+}
+
+/// The token of `run` under `secret`.
+pub fn token(secret: &[u8; 32], run: &str) -> String {
+    blake3::keyed_hash(secret, run.as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+struct Shared {
+    secret: [u8; 32],
+    sink: Arc<dyn EventSink>,
+}
+
+async fn events(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(ev): Json<Value>,
+) -> StatusCode {
+    let (Some(run), Some(node), Some(attempt)) = (
+        ev["run"].as_str(),
+        ev["node"].as_u64().and_then(|n| u32::try_from(n).ok()),
+        ev["attempt"].as_u64().and_then(|n| u32::try_from(n).ok()),
+    ) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let want = token(&s.secret, run);
+    // Constant-time, so the token cannot be guessed byte by byte.
+    if !constant_eq(given.as_bytes(), want.as_bytes()) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let run = run.to_string();
+    s.sink.deliver(&run, node, attempt, ev);
+    StatusCode::NO_CONTENT
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves the endpoint on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    secret: [u8; 32],
+    sink: Arc<dyn EventSink>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/v1/spark/events", post(events))
+        .with_state(Arc::new(Shared { secret, sink }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Reads the installation's secret from `path`, creating it (mode 0600)
+/// on first use.
+pub fn load_secret(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(bytes) = std::fs::read(path)
+        && let Ok(s) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(s);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut s = [0u8; 32];
+    // Enough entropy for a local secret without another dependency: time,
+    // pid and the addresses of fresh allocations, hashed.
+    let mut h = blake3::Hasher::new();
+    h.update(&format!("{:?}", std::time::SystemTime::now()).into_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&format!("{:p}", &s).into_bytes());
+    if let Ok(u) = std::fs::read("/proc/sys/kernel/random/uuid") {
+        h.update(&u);
+    }
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let mut r = [0u8; 32];
+        if f.read_exact(&mut r).is_ok() {
+            h.update(&r);
+        }
+    }
+    s.copy_from_slice(h.finalize().as_bytes());
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&s)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(s)
+}

@@ -1,0 +1,186 @@
+//! Spark progress from the listener's events or the driver's monitoring
+//! REST API, folded into one snapshot per attempt.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::SparkError;
+
+/// Where an application stands.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SparkProgress {
+    /// The application id.
+    pub app_id: Option<String>,
+    /// The driver's UI.
+    pub ui_url: Option<String>,
+    /// Jobs running.
+    pub jobs_active: u64,
+    /// Stages finished.
+    pub stages_done: u64,
+    /// Stages known (of the jobs seen so far).
+    pub stages_total: u64,
+    /// Tasks finished.
+    pub tasks_done: u64,
+    /// Tasks of the stages submitted so far.
+    pub tasks_total: u64,
+    /// The last failed job's or stage's reason.
+    pub last_error: Option<String>,
+}
+
+impl SparkProgress {
+    /// Percent of known tasks done (it can fall as new stages appear).
+    pub fn percent(&self) -> Option<f32> {
+        (self.tasks_total > 0).then(|| {
+            (self.tasks_done.min(self.tasks_total) as f32 * 100.0) / self.tasks_total as f32
+        })
+    }
+
+    /// `stage 2/5 · tasks 120/400` for the terminal and `kaon runs show`.
+    pub fn message(&self) -> String {
+        let mut m = format!(
+            "stage {}/{} · tasks {}/{}",
+            self.stages_done.min(self.stages_total),
+            self.stages_total,
+            self.tasks_done.min(self.tasks_total),
+            self.tasks_total
+        );
+        if let Some(app) = &self.app_id {
+            m.push_str(" · ");
+            m.push_str(app);
+        }
+        m
+    }
+
+    /// Folds one listener event in. Returns true when the snapshot
+    /// changed in a way worth showing.
+    pub fn apply(&mut self, ev: &Value) -> bool {
+        let n = |k: &str| ev[k].as_u64();
+        let s = |k: &str| ev[k].as_str().map(str::to_string);
+        match ev["type"].as_str().unwrap_or("") {
+            "application_start" => {
+                self.app_id = s("app_id").or(self.app_id.take());
+                true
+            }
+            "progress" => {
+                self.jobs_active = n("jobs_active").unwrap_or(self.jobs_active);
+                self.stages_done = n("stages_done").unwrap_or(self.stages_done);
+                self.stages_total = n("stages_total").unwrap_or(self.stages_total);
+                self.tasks_done = n("tasks_done").unwrap_or(self.tasks_done);
+                self.tasks_total = n("tasks_total").unwrap_or(self.tasks_total);
+                if let Some(u) = s("ui_url") {
+                    self.ui_url = Some(u);
+                }
+                if let Some(a) = s("app_id") {
+                    self.app_id = Some(a);
+                }
+                true
+            }
+            "job_end" if ev["succeeded"] == Value::Bool(false) => {
+                self.last_error = s("message").or(self.last_error.take());
+                false
+            }
+            "stage_completed" if ev["failed"] == Value::Bool(true) => {
+                if self.last_error.is_none() {
+                    self.last_error = s("message");
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Polls a driver's monitoring REST API (`<ui>/api/v1/applications/..`):
+/// the fallback when no listener events arrive.
+#[derive(Clone, Debug)]
+pub struct Monitor {
+    http: reqwest::Client,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Monitor {
+    async fn get(&self, url: &str) -> Result<Value, SparkError> {
+        let err = |e: reqwest::Error| SparkError::Rest {
+            url: url.to_string(),
+            message: e.to_string(),
+            transient: true,
+        };
+        self.http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)
+    }
+
+    /// The progress of the (first) application behind the UI at `ui`.
+    pub async fn poll(&self, ui: &str) -> Result<SparkProgress, SparkError> {
+        let base = format!("{}/api/v1/applications", ui.trim_end_matches('/'));
+        let apps = self.get(&base).await?;
+        let Some(app) = apps[0]["id"].as_str() else {
+            return Ok(SparkProgress::default());
+        };
+        let jobs = self.get(&format!("{base}/{app}/jobs")).await?;
+        let stages = self.get(&format!("{base}/{app}/stages")).await?;
+        let mut p = SparkProgress {
+            app_id: Some(app.to_string()),
+            ui_url: Some(ui.to_string()),
+            ..SparkProgress::default()
+        };
+        for j in jobs.as_array().into_iter().flatten() {
+            if j["status"] == "RUNNING" {
+                p.jobs_active += 1;
+            }
+            if j["status"] == "FAILED" && p.last_error.is_none() {
+                p.last_error = j["name"].as_str().map(|n| format!("job failed: {n}"));
+            }
+        }
+        for s in stages.as_array().into_iter().flatten() {
+            // Stages the scheduler skipped (their output was reused) never run.
+            if s["status"] == "SKIPPED" {
+                continue;
+            }
+            p.stages_total += 1;
+            if s["status"] == "COMPLETE" {
+                p.stages_done += 1;
+            }
+            // Note the spelling: jobs say numCompletedTasks, stages numCompleteTasks.
+            p.tasks_done += s["numCompleteTasks"].as_u64().unwrap_or(0);
+            p.tasks_total += s["numTasks"].as_u64().unwrap_or(0);
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_fold_into_a_snapshot() {
+        let mut p = SparkProgress::default();
+        assert!(p.apply(&json!({"type":"application_start","app_id":"app-1"})));
+        assert!(p.apply(&json!({"type":"progress","jobs_active":1,"stages_done":1,"stages_total":3,"tasks_done":10,"tasks_total":40})));
+        assert_eq!(p.message(), "stage 1/3 · tasks 10/40 · app-1");
+        assert_eq!(p.percent(), Some(25.0));
+        assert!(!p.apply(&json!({"type":"job_end","succeeded":false,"message":"boom"})));
+        assert_eq!(p.last_error.as_deref(), Some("boom"));
+        assert!(!p.apply(&json!({"type":"whatever"})));
+    }
+}

@@ -1,0 +1,278 @@
+//! A standalone master's REST submission API (port 6066):
+//! `/v1/submissions/create`, `status/<id>`, `kill/<id>`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::SparkError;
+
+/// A driver's state as the master reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverState {
+    /// Accepted, waiting for a worker with room (possibly forever).
+    Submitted,
+    /// Running on a worker.
+    Running,
+    /// Being relaunched (supervised drivers).
+    Relaunching,
+    /// Exited 0.
+    Finished,
+    /// Exited non-zero (the master gives no exit code).
+    Failed,
+    /// Killed on request.
+    Killed,
+    /// Could not be started (a missing jar, say).
+    Error,
+    /// The master does not know (yet).
+    Unknown,
+}
+
+impl DriverState {
+    fn parse(s: &str) -> DriverState {
+        match s {
+            "SUBMITTED" => DriverState::Submitted,
+            "RUNNING" => DriverState::Running,
+            "RELAUNCHING" => DriverState::Relaunching,
+            "FINISHED" => DriverState::Finished,
+            "FAILED" => DriverState::Failed,
+            "KILLED" => DriverState::Killed,
+            "ERROR" => DriverState::Error,
+            _ => DriverState::Unknown,
+        }
+    }
+
+    /// True once the driver has ended for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            DriverState::Finished | DriverState::Failed | DriverState::Killed | DriverState::Error
+        )
+    }
+
+    /// The master's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverState::Submitted => "SUBMITTED",
+            DriverState::Running => "RUNNING",
+            DriverState::Relaunching => "RELAUNCHING",
+            DriverState::Finished => "FINISHED",
+            DriverState::Failed => "FAILED",
+            DriverState::Killed => "KILLED",
+            DriverState::Error => "ERROR",
+            DriverState::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// What `status` says about a driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverStatus {
+    /// Its state.
+    pub state: DriverState,
+    /// The worker running it (`worker-2026...-127.0.0.1-39201`).
+    pub worker_id: Option<String>,
+    /// `host:port` of that worker.
+    pub worker_host_port: Option<String>,
+    /// The master's message (the cause of `ERROR`).
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reply {
+    #[serde(default)]
+    success: Option<bool>,
+    #[serde(default)]
+    submission_id: Option<String>,
+    #[serde(default)]
+    driver_state: Option<String>,
+    #[serde(default)]
+    worker_id: Option<String>,
+    #[serde(default)]
+    worker_host_port: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// A client of one master's REST server.
+#[derive(Clone, Debug)]
+pub struct RestClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl RestClient {
+    /// A client of `base` (`http://host:6066`).
+    pub fn new(base: &str) -> RestClient {
+        RestClient {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The server's address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call(
+        &self,
+        post: bool,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, SparkError> {
+        let url = format!("{}/v1/submissions/{path}", self.base);
+        let req = if post {
+            self.http.post(&url)
+        } else {
+            self.http.get(&url)
+        };
+        let req = match body {
+            Some(b) => req.json(b),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| SparkError::Rest {
+            url: url.clone(),
+            message: e.to_string(),
+            transient: true,
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| SparkError::Rest {
+            url: url.clone(),
+            message: e.to_string(),
+            transient: true,
+        })?;
+        match serde_json::from_str::<Reply>(&text) {
+            Ok(r) if status.is_success() => Ok(r),
+            Ok(r) => Err(SparkError::Rest {
+                url,
+                message: format!(
+                    "HTTP {status}: {}",
+                    first_line(r.message.as_deref().unwrap_or(&text))
+                ),
+                transient: status.is_server_error(),
+            }),
+            Err(_) => Err(SparkError::Rest {
+                url,
+                message: format!("HTTP {status}: {}", first_line(&text)),
+                transient: status.is_server_error(),
+            }),
+        }
+    }
+
+    /// Submits a driver; returns its submission id (`driver-...`).
+    pub async fn create(&self, body: &Value) -> Result<String, SparkError> {
+        let r = self.call(true, "create", Some(body)).await?;
+        match (r.success, r.submission_id) {
+            (Some(true), Some(id)) => Ok(id),
+            (_, _) => Err(SparkError::Rest {
+                url: format!("{}/v1/submissions/create", self.base),
+                message: format!(
+                    "the master refused the submission: {}",
+                    first_line(r.message.as_deref().unwrap_or("no reason given"))
+                ),
+                transient: false,
+            }),
+        }
+    }
+
+    /// A driver's status. An id the master does not know is
+    /// [`DriverState::Unknown`] (the master answers 200 with
+    /// `success: false`).
+    pub async fn status(&self, id: &str) -> Result<DriverStatus, SparkError> {
+        let r = self.call(false, &format!("status/{id}"), None).await?;
+        let state = match (r.success, &r.driver_state) {
+            (Some(true), Some(s)) => DriverState::parse(s),
+            _ => DriverState::Unknown,
+        };
+        Ok(DriverStatus {
+            state,
+            worker_id: r.worker_id,
+            worker_host_port: r.worker_host_port,
+            message: r.message,
+        })
+    }
+
+    /// Asks the master to kill a driver. True when the master accepted
+    /// (killing an ended driver is refused, which callers check by status).
+    pub async fn kill(&self, id: &str) -> Result<bool, SparkError> {
+        let r = self.call(true, &format!("kill/{id}"), None).await?;
+        Ok(r.success == Some(true))
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let line = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut out: String = line.chars().take(300).collect();
+    if line.chars().count() > 300 {
+        out.push('…');
+    }
+    out
+}
+
+/// Reads a standalone master's `/json/` page: its workers' web UIs, for
+/// driver logs.
+pub async fn worker_ui(master_ui: &str, worker_id: &str) -> Result<Option<String>, SparkError> {
+    let url = format!("{}/json/", master_ui.trim_end_matches('/'));
+    let v: Value = reqwest::get(&url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| SparkError::Rest {
+            url: url.clone(),
+            message: e.to_string(),
+            transient: true,
+        })?
+        .json()
+        .await
+        .map_err(|e| SparkError::Rest {
+            url: url.clone(),
+            message: e.to_string(),
+            transient: true,
+        })?;
+    Ok(v["workers"].as_array().and_then(|ws| {
+        ws.iter()
+            .find(|w| w["id"] == worker_id)
+            .and_then(|w| w["webuiaddress"].as_str())
+            .map(str::to_string)
+    }))
+}
+
+/// Reads up to `max` bytes of a driver's `stdout` or `stderr` from its
+/// worker's log endpoint, from `offset`.
+pub async fn driver_log(
+    worker_ui: &str,
+    driver_id: &str,
+    which: &str,
+    offset: u64,
+    max: u64,
+) -> Result<String, SparkError> {
+    // The trailing slash after `log` matters to the worker's router.
+    let url = format!(
+        "{}/log/?driverId={driver_id}&logType={which}&offset={offset}&byteLength={max}",
+        worker_ui.trim_end_matches('/')
+    );
+    reqwest::get(&url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| SparkError::Rest {
+            url: url.clone(),
+            message: e.to_string(),
+            transient: true,
+        })?
+        .text()
+        .await
+        .map_err(|e| SparkError::Rest {
+            url,
+            message: e.to_string(),
+            transient: true,
+        })
+}
