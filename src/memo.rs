@@ -165,7 +165,12 @@ pub async fn memo_key(
                 .chain(&job.py_files)
                 .filter(|p| local(p))
             {
-                code_paths.push((p.clone(), PathBuf::from(p)));
+                // Shown relative to the working directory, as command steps' are.
+                let shown = Path::new(p)
+                    .strip_prefix(&order.workdir)
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_else(|_| p.clone());
+                code_paths.push((shown, PathBuf::from(p)));
             }
             key.environment = Some(Environment {
                 spark_version: facts["spark"].as_str().unwrap_or("").to_string(),

@@ -167,9 +167,27 @@ pub async fn drive(
         }
         None => ("127.0.0.1:0".to_string(), None),
     };
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind} for Spark listener events"))?;
+    // The same port as last time when it is free: drivers that outlived a
+    // kaon crash keep posting to it, and a resumed run hears them again.
+    let port_file = data.data_dir.join("callback.port");
+    let last = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    let listener = match last {
+        Some(p) if bind == "127.0.0.1:0" => {
+            tokio::net::TcpListener::bind(("127.0.0.1", p)).await.ok()
+        }
+        _ => None,
+    };
+    let listener = match listener {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} for Spark listener events"))?,
+    };
+    if let Ok(a) = listener.local_addr() {
+        let _ = std::fs::write(&port_file, a.port().to_string());
+    }
     let url = match advertised {
         Some(u) => u,
         None => format!("http://{}", listener.local_addr()?),

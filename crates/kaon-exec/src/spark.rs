@@ -619,7 +619,7 @@ impl Inner {
                 message: format!(
                     "the Spark driver {} failed: {}",
                     h.submission,
-                    driver_error(&files.stderr, last_error.as_deref())
+                    driver_error(&files, last_error.as_deref())
                 ),
             },
             DriverState::Error => Exit::Failed {
@@ -722,11 +722,25 @@ fn markers_of(stdout: &Path) -> Map<String, Value> {
 }
 
 /// The driver's error, for the step's failure message: the line that
-/// names the exception in its stderr (Java's `Exception in thread "main"
-/// ...` or the last line of a Python traceback), else the listener's last
-/// job failure, else a pointer to the logs.
-pub fn driver_error(stderr: &Path, listener: Option<&str>) -> String {
-    let text = read_tail(stderr, 256 * 1024);
+/// names the exception (the last `Caused by:` of a Java trace, the last
+/// line of a Python traceback, or Java's `Exception in thread "main"`),
+/// else the listener's last job failure, else a pointer to the logs.
+/// PySpark's launcher merges the Python driver's stderr into its stdout,
+/// so stdout is searched when stderr names nothing.
+pub fn driver_error(files: &AttemptFiles, listener: Option<&str>) -> String {
+    error_line(&read_tail(&files.stderr, 256 * 1024))
+        .or_else(|| error_line(&read_tail(&files.stdout, 256 * 1024)))
+        .or_else(|| listener.map(|m| m.lines().next().unwrap_or(m).trim().to_string()))
+        .map(|mut m| {
+            if m.chars().count() > 400 {
+                m = m.chars().take(400).collect::<String>() + "…";
+            }
+            m
+        })
+        .unwrap_or_else(|| "see `kaon logs` for the driver's output".into())
+}
+
+fn error_line(text: &str) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let is_exception = |l: &str| {
         let head = l.split(':').next().unwrap_or("");
@@ -734,27 +748,42 @@ pub fn driver_error(stderr: &Path, listener: Option<&str>) -> String {
             && (head.ends_with("Exception") || head.ends_with("Error"))
             && head.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
     };
-    let found = lines
+    // Java wraps the job's exception (DriverWrapper, reflection): the last
+    // `Caused by:` is the root cause.
+    lines
         .iter()
         .rev()
-        .find(|l| is_exception(l.trim()))
+        .find_map(|l| l.trim().strip_prefix("Caused by: "))
+        .or_else(|| {
+            lines
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .find(|l| is_exception(l))
+        })
         .or_else(|| {
             lines
                 .iter()
                 .rev()
                 .find(|l| l.starts_with("Exception in thread"))
+                .copied()
         })
-        .map(|l| l.trim().to_string());
-    let pick = found.or_else(|| listener.map(|m| m.lines().next().unwrap_or(m).trim().to_string()));
-    match pick {
-        Some(mut m) => {
-            if m.chars().count() > 400 {
-                m = m.chars().take(400).collect::<String>() + "…";
+        .map(|l| {
+            // PySpark prints some exceptions' names and messages on
+            // separate lines: `...ParseException: ` then the message.
+            let l = l.trim();
+            if l.ends_with(':')
+                && let Some(next) = lines
+                    .iter()
+                    .skip_while(|x| x.trim() != l)
+                    .nth(1)
+                    .map(|x| x.trim())
+                    .filter(|x| !x.is_empty())
+            {
+                return format!("{l} {next}");
             }
-            m
-        }
-        None => "see `kaon logs` for the driver's output".into(),
-    }
+            l.to_string()
+        })
 }
 
 fn read_tail(path: &Path, max: u64) -> String {
@@ -886,7 +915,7 @@ async fn forward(inner: Arc<Inner>, mut rx: UnboundedReceiver<ExecEvent>) {
                     code: Some(code),
                     message: format!(
                         "the Spark driver exited with status {code}: {}",
-                        driver_error(&l.files.stderr, l.progress.last_error.as_deref())
+                        driver_error(&l.files, l.progress.last_error.as_deref())
                     ),
                 };
             }

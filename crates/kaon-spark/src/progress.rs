@@ -77,6 +77,17 @@ impl SparkProgress {
                 }
                 true
             }
+            // Between snapshots (none comes while no task has finished),
+            // the boundaries move the counts; the next snapshot corrects them.
+            "job_start" => {
+                self.jobs_active += 1;
+                self.stages_total += n("stages").unwrap_or(0);
+                true
+            }
+            "stage_submitted" => {
+                self.tasks_total += n("tasks").unwrap_or(0);
+                true
+            }
             "job_end" if ev["succeeded"] == Value::Bool(false) => {
                 self.last_error = s("message").or(self.last_error.take());
                 false
@@ -182,5 +193,8 @@ mod tests {
         assert!(!p.apply(&json!({"type":"job_end","succeeded":false,"message":"boom"})));
         assert_eq!(p.last_error.as_deref(), Some("boom"));
         assert!(!p.apply(&json!({"type":"whatever"})));
+        assert!(p.apply(&json!({"type":"job_start","stages":2})));
+        assert!(p.apply(&json!({"type":"stage_submitted","tasks":8})));
+        assert_eq!(p.message(), "stage 1/5 · tasks 10/48 · app-1");
     }
 }

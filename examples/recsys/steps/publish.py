@@ -2,8 +2,9 @@
 
     python3 steps/publish.py --model work/selected.model --choice regional
 
-Checks that the model is what --choice says (a train.py model for
-"global", a select_model.py regional bundle for "regional"), then copies it to
+Checks that the model is what --choice says (a model JSON, as train.py and
+train_global.py write, for "global"; a select_model.py regional bundle for
+"regional"), then copies it to
 work/published/<first 16 hex digits of its sha256>.model and prints where.
 Publishing the same model twice is harmless. No value outputs.
 """

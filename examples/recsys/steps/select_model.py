@@ -1,6 +1,6 @@
 """selectModel: pick the global model or the regional ones.
 
-    python3 steps/select_model.py --global-model work/global.model --global-auc 0.74 \\
+    python3 steps/select_model.py --global-model work/global.json --global-auc 0.74 \\
         --regional-aucs '[0.71, 0.77, 0.69]'
 
 --regional-aucs is the list of every validateRegModel AUC, JSON-encoded,
@@ -44,7 +44,7 @@ def prepared_regions(global_model: dict, where: str) -> tuple[str, list[str]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description="Pick the global model or the regional models.")
-    p.add_argument("--global-model", required=True, help="the global model (train.py)")
+    p.add_argument("--global-model", required=True, help="the global model's JSON (train_global.py)")
     p.add_argument("--global-auc", required=True, type=float, help="its AUC (validate.py)")
     p.add_argument("--regional-aucs", required=True,
                    help="JSON list of the regional AUCs, in sorted region order")

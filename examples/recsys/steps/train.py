@@ -1,7 +1,7 @@
-"""trainGlobalModel / trainRegModel: fit a logistic regression.
+"""trainRegModel: fit a logistic regression, in plain Python.
 
-    python3 steps/train.py --data work/prepared --out work/global.model
     python3 steps/train.py --data work/prepared --region europe --out work/europe.model
+    python3 steps/train.py --data work/prepared --out work/all.model
 
 Trains on <data>/all.csv, or on <data>/<region>.csv with --region, by
 plain full-batch gradient descent on standardized features (small L2
@@ -12,6 +12,10 @@ whichever file it appears in; only the 80% is used for training.
 The model is written as JSON to --out (file output ``model``); it records
 the data file it was trained on and the split, so validate.py can find the
 held-out rows. validate.py and select_model.py import the helpers below.
+
+The global model (trainGlobalModel) is trained with Spark MLlib instead, by
+train_global.py, which takes the features, the split and the JSON model
+format from here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """validateGlobalModel / validateRegModel / validateModel: AUC on held-out rows.
 
-    python3 steps/validate.py --model work/global.model
+    python3 steps/validate.py --model work/global.json
     python3 steps/validate.py --model work/europe.model --region europe
     python3 steps/validate.py --model work/selected.model --min-auc 0.6 --stability
 
@@ -51,7 +51,7 @@ def auc(scores: list[float], labels: list[int]) -> float | None:
 
 def check_model(model, where: str) -> dict:
     if not isinstance(model, dict) or model.get("kind") != MODEL_KIND:
-        raise StepError(f"{where}: not a {MODEL_KIND} model (written by train.py)")
+        raise StepError(f"{where}: not a {MODEL_KIND} model (train.py or train_global.py write them)")
     try:
         d = len(FEATURES)
         ok = (
@@ -90,7 +90,7 @@ def evaluate(model: dict, region: str | None, where: str) -> tuple[float, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description="Compute a model's AUC on held-out rows.")
-    p.add_argument("--model", required=True, help="model JSON (train.py) or regional bundle (select_model.py)")
+    p.add_argument("--model", required=True, help="model JSON (train.py, train_global.py) or regional bundle (select_model.py)")
     p.add_argument("--region", help="validate on this region's held-out rows")
     p.add_argument("--min-auc", type=float, default=DEFAULT_MIN_AUC,
                    help=f"with --stability: the AUC a stable model reaches (default {DEFAULT_MIN_AUC})")

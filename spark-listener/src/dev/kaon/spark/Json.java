@@ -105,7 +105,7 @@ final class Json {
         return b.toString();
     }
 
-    /** Whether {@code text} is exactly one JSON value (RFC 8259), surrounded by optional whitespace. */
+    /** Whether {@code text} is exactly one JSON value (RFC 8259), with optional whitespace around. */
     static boolean isValid(String text) {
         if (text == null) {
             return false;

@@ -61,13 +61,17 @@ public final class Kaon {
 
     private static void send(String rawName, String json) {
         String name = rawName == null ? "" : rawName.trim();
-        if (name.isEmpty() || name.indexOf('=') >= 0 || name.indexOf('\n') >= 0 || name.indexOf('\r') >= 0) {
-            System.err.println("kaon: output name " + (rawName == null ? "null" : Json.quote(rawName))
+        boolean usable = !name.isEmpty() && name.indexOf('=') < 0 && name.indexOf('\n') < 0
+                && name.indexOf('\r') < 0;
+        if (!usable) {
+            System.err.println("kaon: output name "
+                    + (rawName == null ? "null" : Json.quote(rawName))
                     + " is not usable (empty, or has '=' or a line break); ignored");
             return;
         }
         if (!Json.isValid(json)) {
-            System.err.println("kaon: output " + name + " is not valid JSON; ignored: " + abbreviate(json));
+            System.err.println("kaon: output " + name + " is not valid JSON; ignored: "
+                    + abbreviate(json));
             return;
         }
         String fields = new Json().str("name", name).raw("value", json.trim()).fields();

@@ -63,7 +63,7 @@ final class Reflect {
         return null;
     }
 
-    /** The value inside a {@code scala.Option}, or null for {@code None}; other values pass through. */
+    /** The value in a {@code scala.Option}, or null for {@code None}; other values pass through. */
     static Object option(Object value) throws ReflectiveOperationException {
         if (value == null) {
             return null;
@@ -133,7 +133,7 @@ final class Reflect {
         }
     }
 
-    /** The message of a reflective call's real failure, for logs. */
+    /** The real failure behind a reflective call's InvocationTargetException, for logs. */
     static Throwable cause(Throwable t) {
         return t instanceof InvocationTargetException && t.getCause() != null ? t.getCause() : t;
     }

@@ -111,7 +111,8 @@ final class Sink {
         }
         try {
             URI u = URI.create(url + PATH);
-            if (!"http".equalsIgnoreCase(u.getScheme()) && !"https".equalsIgnoreCase(u.getScheme())) {
+            String scheme = u.getScheme();
+            if (!"http".equalsIgnoreCase(scheme) && !"https".equalsIgnoreCase(scheme)) {
                 throw new IllegalArgumentException("not an http(s) URL");
             }
         } catch (IllegalArgumentException e) {
@@ -119,12 +120,12 @@ final class Sink {
                     + "); no events will be sent");
             return null;
         }
-        return new Sink(url, trim(conf.apply("spark.kaon.token")), trim(conf.apply("spark.kaon.run")),
-                integer(conf.apply("spark.kaon.node")), integer(conf.apply("spark.kaon.attempt")),
-                progress);
+        return new Sink(url, trim(conf.apply("spark.kaon.token")),
+                trim(conf.apply("spark.kaon.run")), integer(conf.apply("spark.kaon.node")),
+                integer(conf.apply("spark.kaon.attempt")), progress);
     }
 
-    /** The settings that make a sink, as one string (for Kaon's cache of direct sinks); null without a URL. */
+    /** The settings of a sink as one string (Kaon caches direct sinks by it); null without a URL. */
     static String settingsKey(Function<String, String> conf) {
         String url = baseUrl(conf);
         if (url == null) {
@@ -160,10 +161,6 @@ final class Sink {
         } catch (NumberFormatException e) {
             return null;
         }
-    }
-
-    String url() {
-        return base;
     }
 
     /** Queues an event of {@code type} with {@code fields} (see {@link Json#fields()}). */
@@ -241,7 +238,8 @@ final class Sink {
             System.out.println(victim.fallback);
             System.out.flush();
         }
-        warnOnce("kaon: event queue full (" + CAPACITY + "), dropping the oldest events for " + base);
+        warnOnce("kaon: event queue full (" + CAPACITY + "), dropping the oldest events for "
+                + base);
     }
 
     // Holding this: makes sure the posting thread runs and sees the change.
@@ -439,7 +437,8 @@ final class Sink {
                 }
             }
             try {
-                int status = http.send(request, HttpResponse.BodyHandlers.discarding()).statusCode();
+                int status =
+                        http.send(request, HttpResponse.BodyHandlers.discarding()).statusCode();
                 if (status >= 200 && status < 300) {
                     degraded = false;
                     return true;
@@ -453,7 +452,8 @@ final class Sink {
                 problem = "interrupted";
                 break;
             } catch (Throwable t) {
-                problem = t.getClass().getSimpleName() + (t.getMessage() == null ? "" : ": " + t.getMessage());
+                problem = t.getClass().getSimpleName()
+                        + (t.getMessage() == null ? "" : ": " + t.getMessage());
             }
         }
         degraded = true;
