@@ -2,6 +2,7 @@
 //! submission server and one worker, from a kaon-managed runtime (installed
 //! with `kaon spark install` when missing), all on 127.0.0.1 and stopped
 //! (with every driver and executor under them) when dropped.
+#![allow(dead_code)] // shared by tests/spark.rs and benches/spark.rs, which use different parts
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
