@@ -88,6 +88,28 @@ fn new_drivers(c: &Cluster, before: &[(String, String)]) -> Vec<(String, String)
         .collect()
 }
 
+/// Starts `kaon run` of the job in slow mode: four tasks, each sleeping
+/// `millis`.
+fn spawn_slow(k: &Kaon, millis: u32) -> std::process::Child {
+    k.cmd(&[
+        "run",
+        "job.toml",
+        "--progress",
+        "plain",
+        "-p",
+        "mode=slow",
+        "-p",
+        "tasks=4",
+        "-p",
+        &format!("millis={millis}"),
+    ])
+    .env("SPARK_LOCAL_IP", "127.0.0.1")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
 /// Every run id so far.
 fn run_ids(k: &Kaon) -> Vec<String> {
     let o = k.run(&["runs", "list"]);
@@ -189,24 +211,7 @@ fn cluster_scenarios(req: &str) {
     //    the step is cancelled once the master says KILLED.
     let before = c.drivers();
     let known = run_ids(&k);
-    let mut child = k
-        .cmd(&[
-            "run",
-            "job.toml",
-            "--progress",
-            "plain",
-            "-p",
-            "mode=slow",
-            "-p",
-            "tasks=4",
-            "-p",
-            "millis=60000",
-        ])
-        .env("SPARK_LOCAL_IP", "127.0.0.1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_slow(&k, 60_000);
     let id = new_run(&k, &known);
     wait_for("a running stage", Duration::from_secs(120), || {
         node(&k.show(&id))["data"]["progress"]["message"]
@@ -235,24 +240,7 @@ fn cluster_scenarios(req: &str) {
     //    to it: the master shows exactly one driver for the step.
     let before = c.drivers();
     let known = run_ids(&k);
-    child = k
-        .cmd(&[
-            "run",
-            "job.toml",
-            "--progress",
-            "plain",
-            "-p",
-            "mode=slow",
-            "-p",
-            "tasks=4",
-            "-p",
-            "millis=4000",
-        ])
-        .env("SPARK_LOCAL_IP", "127.0.0.1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    child = spawn_slow(&k, 4_000);
     let id2 = new_run(&k, &known);
     wait_for("the driver to run", Duration::from_secs(120), || {
         new_drivers(&c, &before).iter().any(|d| d.1 == "RUNNING")
@@ -331,12 +319,20 @@ outputs = {{ table = {{ type = "dir", path = "out/table" }}, rows = "int" }}
         "the SQL result is written as Parquet"
     );
 
+    // Run again: both steps are memoized (same code, conf, Spark version
+    // and inputs).
+    let (_, v, out) = run(&k, &[]);
+    assert_eq!(v["status"], "succeeded", "{out}");
+    for n in v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "spark")
+    {
+        assert_eq!(n["state"], "memoized", "{n:#}");
+    }
+
     // A failing PySpark driver: its Python error is the step's message.
-    let o = k
-        .cmd(&["run", "job.toml", "--progress", "plain"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
     k.write(
         "fail.toml",
         &format!(

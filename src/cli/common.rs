@@ -151,47 +151,7 @@ pub async fn drive(
     let config = kaon::config::Config::load()?;
     let secret = kaon_spark::callback::load_secret(&data.data_dir.join("secret"))
         .context("cannot read or create kaon's secret")?;
-    // Where Spark listeners post: loopback on a free port, unless the
-    // configuration names an address reachable from remote drivers.
-    let (bind, advertised) = match &config.spark.callback {
-        Some(url) => {
-            let port = url
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
-                .with_context(|| format!("[spark] callback `{url}` has no port"))?;
-            (
-                format!("0.0.0.0:{port}"),
-                Some(url.trim_end_matches('/').to_string()),
-            )
-        }
-        None => ("127.0.0.1:0".to_string(), None),
-    };
-    // The same port as last time when it is free: drivers that outlived a
-    // kaon crash keep posting to it, and a resumed run hears them again.
-    let port_file = data.data_dir.join("callback.port");
-    let last = std::fs::read_to_string(&port_file)
-        .ok()
-        .and_then(|p| p.trim().parse::<u16>().ok());
-    let listener = match last {
-        Some(p) if bind == "127.0.0.1:0" => {
-            tokio::net::TcpListener::bind(("127.0.0.1", p)).await.ok()
-        }
-        _ => None,
-    };
-    let listener = match listener {
-        Some(l) => l,
-        None => tokio::net::TcpListener::bind(&bind)
-            .await
-            .with_context(|| format!("cannot listen on {bind} for Spark listener events"))?,
-    };
-    if let Ok(a) = listener.local_addr() {
-        let _ = std::fs::write(&port_file, a.port().to_string());
-    }
-    let url = match advertised {
-        Some(u) => u,
-        None => format!("http://{}", listener.local_addr()?),
-    };
+    let (listener, url) = callback_listener(data, &config).await?;
     let exec = SparkExecutor::new(
         data.logs(),
         tx.clone(),
@@ -268,6 +228,44 @@ pub async fn drive(
         _ => println!("run {id} left running; `kaon resume {id}` carries it on"),
     }
     Ok(exit_code(status))
+}
+
+/// The socket Spark listeners post to and the URL they are given:
+/// loopback, on the port of last time when it is free (drivers that outlived
+/// a kaon crash keep posting to it, so a resumed run hears them again), or
+/// every interface on the port of `[spark] callback` when drivers run on
+/// other machines.
+async fn callback_listener(
+    data: &DataArgs,
+    config: &kaon::config::Config,
+) -> Result<(tokio::net::TcpListener, String)> {
+    if let Some(url) = &config.spark.callback {
+        let port = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.port_or_known_default())
+            .with_context(|| format!("[spark] callback `{url}` is not an http URL with a port"))?;
+        let l = tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .with_context(|| format!("cannot listen on port {port} for Spark listener events"))?;
+        return Ok((l, url.trim_end_matches('/').to_string()));
+    }
+    let port_file = data.data_dir.join("callback.port");
+    let last = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    let reused = match last {
+        Some(p) => tokio::net::TcpListener::bind(("127.0.0.1", p)).await.ok(),
+        None => None,
+    };
+    let l = match reused {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("cannot listen on 127.0.0.1 for Spark listener events")?,
+    };
+    let addr = l.local_addr()?;
+    let _ = std::fs::write(&port_file, addr.port().to_string());
+    Ok((l, format!("http://{addr}")))
 }
 
 /// Takes over a run whose driver is gone; refuses one whose driver lives.

@@ -31,7 +31,7 @@ use kaon_model::types::Type;
 use kaon_spark::callback::{EventSink, token};
 use kaon_spark::progress::{Monitor, SparkProgress};
 use kaon_spark::rest::{DriverState, RestClient, driver_log, worker_ui};
-use kaon_spark::submit::{ListenerConf, Submission};
+use kaon_spark::submit::{ListenerConf, Submission, is_python};
 use kaon_spark::target::{Mode, Target, place};
 use kaon_spark::{Distribution, Registry, SparkSettings};
 use serde::{Deserialize, Serialize};
@@ -175,8 +175,7 @@ impl SparkExecutor {
         let dist = self.distribution(job.version.as_deref()).map_err(user)?;
         let target = place(job, &self.inner.settings, dist.version.major)
             .map_err(|e| user(e.to_string()))?;
-        let python = job.sql.is_some() || job.app.as_deref().is_some_and(|a| a.ends_with(".py"));
-        if python && target.mode == Mode::StandaloneCluster {
+        if is_python(job) && target.mode == Mode::StandaloneCluster {
             return Err(user(format!(
                 "a standalone master ({}) cannot run Python or SQL applications in cluster mode (a Spark limitation); use deploy_mode = \"client\", or a jar application",
                 target.master
@@ -200,18 +199,16 @@ impl SparkExecutor {
             _ => None,
         };
         let mut job = job.clone();
-        if job.sql.is_some() {
-            let dirs: Vec<&PathBuf> = order
-                .outputs
-                .iter()
-                .filter(|o| o.ty == Type::Dir)
-                .filter_map(|o| o.path.as_ref())
-                .collect();
-            if let [one] = dirs.as_slice() {
-                job.args.push("--output".into());
-                job.args.push(one.display().to_string());
-            }
-        }
+        let dirs: Vec<&PathBuf> = order
+            .outputs
+            .iter()
+            .filter(|o| o.ty == Type::Dir)
+            .filter_map(|o| o.path.as_ref())
+            .collect();
+        let sql_output = match dirs.as_slice() {
+            [one] => Some((*one).clone()),
+            _ => None,
+        };
         let mut client_ui = None;
         if target.mode == Mode::Client && !job.conf.contains_key("spark.ui.port") {
             // A known port lets kaon poll the driver's REST API even when
@@ -229,6 +226,7 @@ impl SparkExecutor {
             listener,
             sql_runner: Some(rt.sql_runner.clone()),
             py_helper: Some(rt.py_helper.clone()),
+            sql_output,
         };
         let files = self.local.files(order);
         match target.mode {
@@ -241,10 +239,9 @@ impl SparkExecutor {
                     ..order.clone()
                 };
                 self.inner.register(order, files, client_ui.clone(), true);
-                let h = self.local.start(&local_order).inspect_err(|_| {
+                let mut h = self.local.start(&local_order).inspect_err(|_| {
                     self.inner.forget(&key(order));
                 })?;
-                let mut h = h;
                 if let Value::Object(m) = &mut h {
                     m.insert("spark".into(), "client".into());
                     if let Some(ui) = client_ui {
@@ -315,7 +312,7 @@ impl SparkExecutor {
         // Written before the handle goes back, so that even a kaon that
         // dies before storing the handle finds this driver again.
         if let Err(e) = write_synced(&files.spark, &serde_json::to_vec(&h).unwrap_or_default()) {
-            tracing_warn(&format!(
+            warn(&format!(
                 "cannot record the submission {}: {e}",
                 h.submission
             ));
@@ -371,7 +368,8 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn tracing_warn(msg: &str) {
+/// kaon has no logging framework yet; warnings go to stderr like the CLI's.
+fn warn(msg: &str) {
     eprintln!("kaon: warning: {msg}");
 }
 
@@ -435,10 +433,10 @@ impl Inner {
     /// The listener jar and Python helpers, written (and compiled, once)
     /// under the install directory, keyed by a digest of their sources.
     fn runtime(&self, dist: &Distribution) -> Runtime {
+        // Decided once per process: a listener that cannot be built (no
+        // javac) is warned about once, not at every launch.
         let mut slot = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rt) = slot.as_ref()
-            && rt.jar.is_some()
-        {
+        if let Some(rt) = slot.as_ref() {
             return rt.clone();
         }
         let mut h = blake3::Hasher::new();
@@ -471,7 +469,7 @@ impl Inner {
             match compile_listener(&dir, dist) {
                 Ok(j) => Some(j),
                 Err(e) => {
-                    tracing_warn(&format!(
+                    warn(&format!(
                         "the Spark listener could not be built ({e}); progress will come from polling the driver's UI"
                     ));
                     None
@@ -592,7 +590,7 @@ impl Inner {
                 Err(e) => {
                     failures += 1;
                     if failures == 1 || failures.is_multiple_of(100) {
-                        tracing_warn(&format!(
+                        warn(&format!(
                             "cannot read the status of {} ({e}); still trying",
                             h.submission
                         ));

@@ -93,23 +93,10 @@ pub fn load_secret(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
         std::fs::create_dir_all(dir)?;
     }
     let mut s = [0u8; 32];
-    // Enough entropy for a local secret without another dependency: time,
-    // pid and the addresses of fresh allocations, hashed.
-    let mut h = blake3::Hasher::new();
-    h.update(&format!("{:?}", std::time::SystemTime::now()).into_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(&format!("{:p}", &s).into_bytes());
-    if let Ok(u) = std::fs::read("/proc/sys/kernel/random/uuid") {
-        h.update(&u);
-    }
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+    {
         use std::io::Read;
-        let mut r = [0u8; 32];
-        if f.read_exact(&mut r).is_ok() {
-            h.update(&r);
-        }
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut s)?;
     }
-    s.copy_from_slice(h.finalize().as_bytes());
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -219,25 +219,33 @@ fn first_line(s: &str) -> String {
     out
 }
 
+/// GET `url` as text; any failure is transient (the master or worker may
+/// be restarting).
+async fn get_text(url: String) -> Result<String, SparkError> {
+    let err = |e: reqwest::Error| SparkError::Rest {
+        url: url.clone(),
+        message: e.to_string(),
+        transient: true,
+    };
+    reqwest::get(&url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(err)?
+        .text()
+        .await
+        .map_err(err)
+}
+
 /// Reads a standalone master's `/json/` page: its workers' web UIs, for
 /// driver logs.
 pub async fn worker_ui(master_ui: &str, worker_id: &str) -> Result<Option<String>, SparkError> {
     let url = format!("{}/json/", master_ui.trim_end_matches('/'));
-    let v: Value = reqwest::get(&url)
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| SparkError::Rest {
-            url: url.clone(),
-            message: e.to_string(),
-            transient: true,
-        })?
-        .json()
-        .await
-        .map_err(|e| SparkError::Rest {
-            url: url.clone(),
-            message: e.to_string(),
-            transient: true,
-        })?;
+    let text = get_text(url.clone()).await?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| SparkError::Rest {
+        url,
+        message: e.to_string(),
+        transient: true,
+    })?;
     Ok(v["workers"].as_array().and_then(|ws| {
         ws.iter()
             .find(|w| w["id"] == worker_id)
@@ -256,23 +264,9 @@ pub async fn driver_log(
     max: u64,
 ) -> Result<String, SparkError> {
     // The trailing slash after `log` matters to the worker's router.
-    let url = format!(
+    get_text(format!(
         "{}/log/?driverId={driver_id}&logType={which}&offset={offset}&byteLength={max}",
         worker_ui.trim_end_matches('/')
-    );
-    reqwest::get(&url)
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| SparkError::Rest {
-            url: url.clone(),
-            message: e.to_string(),
-            transient: true,
-        })?
-        .text()
-        .await
-        .map_err(|e| SparkError::Rest {
-            url,
-            message: e.to_string(),
-            transient: true,
-        })
+    ))
+    .await
 }

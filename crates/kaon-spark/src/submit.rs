@@ -70,6 +70,15 @@ pub struct Submission<'a> {
     pub sql_runner: Option<PathBuf>,
     /// kaon's Python helper (`kaon_spark.py`), shipped with Python apps.
     pub py_helper: Option<PathBuf>,
+    /// Where the SQL runner writes the last statement's result (the step's
+    /// only `dir` output).
+    pub sql_output: Option<PathBuf>,
+}
+
+/// True for `.py` applications and SQL (run by kaon's Python runner):
+/// what a standalone master cannot run in cluster mode.
+pub fn is_python(job: &SparkJob) -> bool {
+    job.sql.is_some() || job.app.as_deref().is_some_and(|a| a.ends_with(".py"))
 }
 
 /// A size the way Spark reads it. A bare number means MiB to Spark, so the
@@ -99,11 +108,6 @@ fn append(conf: &mut BTreeMap<String, String>, key: &str, value: &str, sep: &str
 }
 
 impl Submission<'_> {
-    /// True for `.py` applications and SQL (run by a Python runner).
-    pub fn is_python(&self) -> bool {
-        self.job.sql.is_some() || self.job.app.as_deref().is_some_and(|a| a.ends_with(".py"))
-    }
-
     /// The application resource.
     pub fn app_resource(&self) -> String {
         match (&self.job.sql, &self.sql_runner) {
@@ -118,6 +122,10 @@ impl Submission<'_> {
         if let Some(sql) = &self.job.sql {
             args.push("--query".to_string());
             args.push(sql.clone());
+            if let Some(out) = &self.sql_output {
+                args.push("--output".to_string());
+                args.push(out.display().to_string());
+            }
         }
         args.extend(self.job.args.iter().cloned());
         args
@@ -135,7 +143,7 @@ impl Submission<'_> {
     /// The py-files: the step's and kaon's helper.
     pub fn py_files(&self) -> Vec<String> {
         let mut files = self.job.py_files.clone();
-        if self.is_python()
+        if is_python(self.job)
             && let Some(h) = &self.py_helper
         {
             files.push(h.display().to_string());
@@ -347,6 +355,7 @@ mod tests {
             }),
             sql_runner: None,
             py_helper: Some("/k/kaon_spark.py".into()),
+            sql_output: None,
         };
         let argv = s.argv();
         let joined = argv.join(" ");
@@ -412,6 +421,7 @@ mod tests {
             listener: None,
             sql_runner: Some("/k/kaon_sql.py".into()),
             py_helper: Some("/k/kaon_spark.py".into()),
+            sql_output: None,
         };
         let argv = s.argv();
         let n = argv.len();

@@ -44,6 +44,27 @@ fn host_of(master: &str) -> Option<&str> {
     Some(first.rsplit_once(':').map(|(h, _)| h).unwrap_or(first))
 }
 
+/// A target on `master`; a standalone master's REST server and UI default
+/// to its host's ports 6066 and 8080.
+fn on_master(master: &str, mode: Mode, cluster: Option<(&str, &ClusterSettings)>) -> Target {
+    let host = host_of(master).unwrap_or("127.0.0.1");
+    let c = cluster.map(|(_, c)| c);
+    Target {
+        cluster: cluster.map(|(n, _)| n.to_string()),
+        master: master.to_string(),
+        mode,
+        rest: (mode == Mode::StandaloneCluster).then(|| {
+            c.and_then(|c| c.rest.clone())
+                .unwrap_or_else(|| format!("http://{host}:6066"))
+        }),
+        ui: master.starts_with("spark://").then(|| {
+            c.and_then(|c| c.ui.clone())
+                .unwrap_or_else(|| format!("http://{host}:8080"))
+        }),
+        conf: c.map(|c| c.conf.clone()).unwrap_or_default(),
+    }
+}
+
 fn parse_mode(text: Option<&str>, master: &str, place: &str) -> Result<Mode, SparkError> {
     match text {
         None | Some("client") => Ok(Mode::Client),
@@ -87,22 +108,7 @@ pub fn place(job: &SparkJob, settings: &SparkSettings, major: u32) -> Result<Tar
             &c.master,
             &format!("cluster `{name}`"),
         )?;
-        let host = host_of(&c.master).unwrap_or("127.0.0.1");
-        Ok(Target {
-            cluster: Some(name.to_string()),
-            master: c.master.clone(),
-            mode,
-            rest: (mode == Mode::StandaloneCluster).then(|| {
-                c.rest
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{host}:6066"))
-            }),
-            ui: c.master.starts_with("spark://").then(|| {
-                c.ui.clone()
-                    .unwrap_or_else(|| format!("http://{host}:8080"))
-            }),
-            conf: c.conf.clone(),
-        })
+        Ok(on_master(&c.master, mode, Some((name, c))))
     };
     let mut target = if let Some(name) = &job.cluster {
         let c = settings
@@ -125,17 +131,7 @@ pub fn place(job: &SparkJob, settings: &SparkSettings, major: u32) -> Result<Tar
         from_cluster(name, c)?
     } else if let Some(master) = &job.master {
         let mode = parse_mode(job.deploy_mode.as_deref(), master, "the step")?;
-        let host = host_of(master).unwrap_or("127.0.0.1");
-        Target {
-            cluster: None,
-            master: master.clone(),
-            mode,
-            rest: (mode == Mode::StandaloneCluster).then(|| format!("http://{host}:6066")),
-            ui: master
-                .starts_with("spark://")
-                .then(|| format!("http://{host}:8080")),
-            conf: BTreeMap::new(),
-        }
+        on_master(master, mode, None)
     } else if let Some(k) = &constraints {
         let mut chosen = None;
         for (name, c) in &settings.clusters {
@@ -153,17 +149,9 @@ pub fn place(job: &SparkJob, settings: &SparkSettings, major: u32) -> Result<Tar
                 .collect(),
         })?
     } else {
-        let master = settings.master.clone().unwrap_or_else(|| "local[*]".into());
-        let mode = parse_mode(job.deploy_mode.as_deref(), &master, "the step")?;
-        Target {
-            cluster: None,
-            rest: (mode == Mode::StandaloneCluster)
-                .then(|| format!("http://{}:6066", host_of(&master).unwrap_or("127.0.0.1"))),
-            ui: None,
-            master,
-            mode,
-            conf: BTreeMap::new(),
-        }
+        let master = settings.master.as_deref().unwrap_or("local[*]");
+        let mode = parse_mode(job.deploy_mode.as_deref(), master, "the step")?;
+        on_master(master, mode, None)
     };
     if target.master.starts_with("mesos://") {
         if major >= 4 {
