@@ -4,8 +4,9 @@
 //!
 //! Each version's test runs its scenarios one after another on one cluster
 //! (a cluster takes 10-20 s to start on two cores): a job that succeeds,
-//! one that fails, one retried after a failure, one killed mid-stage, and
-//! kaon killed with SIGKILL while a cluster-mode driver runs.
+//! one that fails, one retried after a failure, one killed mid-stage, kaon
+//! killed with SIGKILL while a cluster-mode driver runs, and kaon dying just
+//! before and just after the master accepts a submission.
 #![allow(clippy::unwrap_used)] // a test that cannot proceed should panic right there
 
 #[path = "spark/cluster.rs"]
@@ -88,10 +89,9 @@ fn new_drivers(c: &Cluster, before: &[(String, String)]) -> Vec<(String, String)
         .collect()
 }
 
-/// Starts `kaon run` of the job in slow mode: four tasks, each sleeping
-/// `millis`.
-fn spawn_slow(k: &Kaon, millis: u32) -> std::process::Child {
-    k.cmd(&[
+/// `kaon run` of the job in slow mode: four tasks, each sleeping `millis`.
+fn slow_run(k: &Kaon, millis: u32) -> std::process::Command {
+    let mut c = k.cmd(&[
         "run",
         "job.toml",
         "--progress",
@@ -102,12 +102,18 @@ fn spawn_slow(k: &Kaon, millis: u32) -> std::process::Child {
         "tasks=4",
         "-p",
         &format!("millis={millis}"),
-    ])
-    .env("SPARK_LOCAL_IP", "127.0.0.1")
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap()
+    ]);
+    c.env("SPARK_LOCAL_IP", "127.0.0.1");
+    c
+}
+
+/// Starts [`slow_run`].
+fn spawn_slow(k: &Kaon, millis: u32) -> std::process::Child {
+    slow_run(k, millis)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Every run id so far.
@@ -263,6 +269,61 @@ fn cluster_scenarios(req: &str) {
         ["FINISHED"],
         "one driver only: {d:?}"
     );
+
+    // 6. kaon dies right after the master accepted the submission, before
+    //    the submission id is on disk: `kaon resume` finds the driver by
+    //    the tag in its launch command and watches it (one driver).
+    // 7. kaon dies right before the request: `kaon resume` finds no driver
+    //    with the tag and submits then (one driver).
+    for (point, millis) in [("spark-after-create", 3_000), ("spark-before-create", 0)] {
+        let before = c.drivers();
+        let known = run_ids(&k);
+        let o = slow_run(&k, millis)
+            .env("KAON_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "{point}: kaon should have died: {}",
+            text(&o)
+        );
+        assert!(
+            text(&o).contains(&format!("failpoint {point}")),
+            "{point}: {}",
+            text(&o)
+        );
+        let id = new_run(&k, &known);
+        let pending: Value = serde_json::from_slice(
+            &std::fs::read(k.data().join(format!("runs/{id}/0-job.1.spark.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(pending["spark"], "rest-pending", "{point}: {pending:#}");
+        let states = |d: Vec<(String, String)>| d.into_iter().map(|d| d.1).collect::<Vec<_>>();
+        let now = states(new_drivers(&c, &before));
+        if point == "spark-after-create" {
+            assert!(
+                matches!(now.as_slice(), [s] if s == "SUBMITTED" || s == "RUNNING"),
+                "{point}: the driver outlives kaon: {now:?}"
+            );
+        } else {
+            assert!(now.is_empty(), "{point}: nothing was submitted: {now:?}");
+        }
+        let o = k
+            .cmd(&["resume", &id, "--progress", "plain"])
+            .env("SPARK_LOCAL_IP", "127.0.0.1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{point}: {}", text(&o));
+        let v = k.show(&id);
+        assert_eq!(v["status"], "succeeded", "{point}: {}", text(&o));
+        assert_eq!(node(&v)["attempts"], 1, "{point}");
+        assert_eq!(node(&v)["data"]["outputs"]["record_count"], 400, "{point}");
+        assert_eq!(
+            states(new_drivers(&c, &before)),
+            ["FINISHED"],
+            "{point}: one driver only"
+        );
+    }
 }
 
 fn client_scenarios(req: &str) {

@@ -284,22 +284,24 @@ impl Executor for LocalExecutor {
 /// SIGTERM, then SIGKILL after `grace`. A step counts as ended only once
 /// its whole group is gone, so a cancelled or timed-out step never keeps
 /// running behind kaon's back.
+/// Zombies left in the group do not count: they run nothing.
 async fn end_group(group: Pid, grace: Duration) {
-    if killpg(group, None).is_err() {
+    let gone = || killpg(group, None).is_err() || !procfs::group_alive(group.as_raw());
+    if gone() {
         return;
     }
     let _ = killpg(group, Signal::SIGTERM);
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if killpg(group, None).is_err() {
+        if gone() {
             return;
         }
     }
     let _ = killpg(group, Signal::SIGKILL);
     // Wait (briefly) for the kernel to take them down.
     for _ in 0..100 {
-        if killpg(group, None).is_err() {
+        if gone() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

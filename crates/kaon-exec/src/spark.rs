@@ -10,7 +10,12 @@
 //!   submission id is written to the attempt's files as soon as the master
 //!   accepts it and is part of the handle the driver stores before the step
 //!   counts as running, so a restarted kaon watches the same driver
-//!   instead of submitting a second one. The end is the master's word
+//!   instead of submitting a second one. Before the request goes out, the
+//!   intent is written too (a random tag the driver carries as
+//!   `spark.kaon.tag`, and the drivers the master already knows); a kaon
+//!   that died between the two writes finds out from the master's driver
+//!   list and the drivers' launch commands whether its submission arrived
+//!   (see [`Inner::resolve`]). The end is the master's word
 //!   (`FINISHED`, `FAILED`, `KILLED`, `ERROR`), never spark-submit's exit
 //!   status, and a retry is only ordered after that word has come.
 //!
@@ -30,7 +35,7 @@ use kaon_engine::{Event, Exit, LaunchOrder};
 use kaon_model::types::Type;
 use kaon_spark::callback::{EventSink, token};
 use kaon_spark::progress::{Monitor, SparkProgress};
-use kaon_spark::rest::{DriverState, RestClient, driver_log, worker_ui};
+use kaon_spark::rest::{DriverState, RestClient, driver_log, drivers, worker_ui};
 use kaon_spark::submit::{ListenerConf, Submission, is_python};
 use kaon_spark::target::{Mode, Target, place};
 use kaon_spark::{Distribution, Registry, SparkSettings};
@@ -67,6 +72,50 @@ struct RestHandle {
     version: String,
 }
 
+/// What `<attempt>.spark.json` holds from just before a REST submission
+/// until the master has answered: enough to find the driver later if the
+/// answer was lost with kaon.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pending {
+    /// `rest-pending`.
+    spark: String,
+    /// The submission's `spark.kaon.tag`, in the driver's launch command.
+    tag: String,
+    rest: String,
+    ui: Option<String>,
+    version: String,
+    main_class: String,
+    /// Drivers the master knew before the submission (none: not known).
+    known: Option<Vec<String>>,
+    run: String,
+    node: u32,
+    attempt: u32,
+}
+
+/// What an attempt's `.spark.json` says.
+enum SparkFile {
+    Driver(RestHandle),
+    Pending(Pending),
+}
+
+fn read_spark_file(path: &Path) -> Option<SparkFile> {
+    let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    match v["spark"].as_str()? {
+        "rest" => serde_json::from_value(v).ok().map(SparkFile::Driver),
+        "rest-pending" => serde_json::from_value(v).ok().map(SparkFile::Pending),
+        _ => None,
+    }
+}
+
+/// Test hook: `KAON_FAILPOINT=<name>` makes kaon die (SIGABRT) at the
+/// named point, to show that a crash there loses nothing.
+fn failpoint(name: &str) {
+    if std::env::var("KAON_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("kaon: failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
 /// What kaon knows about a Spark attempt while it runs.
 struct Live {
     files: AttemptFiles,
@@ -75,6 +124,11 @@ struct Live {
     ui: Option<String>,
     last_event: Option<Instant>,
     client: bool,
+    /// A kill came while kaon was still finding out whether its submission
+    /// reached the master.
+    kill_requested: bool,
+    /// The REST driver, once known.
+    driver: Option<RestHandle>,
 }
 
 type Key = (String, u32, u32);
@@ -268,15 +322,34 @@ impl SparkExecutor {
                 platform: true,
             })?;
         }
-        if order.adopt
-            && let Some(h) = std::fs::read(&files.spark)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<RestHandle>(&b).ok())
-        {
-            // Submitted before kaon died, handle not stored: the same driver.
-            let v = serde_json::to_value(&h).unwrap_or(Value::Null);
-            self.watch_rest(order, h);
-            return Ok(v);
+        let mut env: Vec<(String, String)> = order.env.clone();
+        env.push((
+            "KAON_ATTEMPT_ID".into(),
+            format!("{}/{}/{}", order.run, order.node.0, order.attempt),
+        ));
+        let body = sub.rest_body(&env);
+        if order.adopt {
+            match read_spark_file(&files.spark) {
+                // Submitted before kaon died, handle not stored: the same driver.
+                Some(SparkFile::Driver(h)) => {
+                    let v = serde_json::to_value(&h).unwrap_or(Value::Null);
+                    self.watch_rest(order, h);
+                    return Ok(v);
+                }
+                // kaon died while submitting: the master may or may not have
+                // the driver. Finding out can take a while (a driver waiting
+                // for a worker has no launch command yet), so it happens in
+                // the background.
+                Some(SparkFile::Pending(p)) => {
+                    let v = serde_json::to_value(&p).unwrap_or(Value::Null);
+                    self.inner.register(order, files.clone(), None, false);
+                    let inner = self.inner.clone();
+                    let order = order.clone();
+                    tokio::spawn(async move { inner.resolve(order, p, body, files).await });
+                    return Ok(v);
+                }
+                None => {}
+            }
         }
         for stale in [&files.stdout, &files.stderr, &files.reported, &files.spark] {
             let _ = std::fs::remove_file(stale);
@@ -286,14 +359,43 @@ impl SparkExecutor {
                 "no REST submission server is known for this master".into(),
             ));
         };
-        let mut env: Vec<(String, String)> = order.env.clone();
-        env.push((
-            "KAON_ATTEMPT_ID".into(),
-            format!("{}/{}/{}", order.run, order.node.0, order.attempt),
-        ));
-        let body = sub.rest_body(&env);
+        let ui = target.ui.clone();
+        let known = match &ui {
+            Some(ui) => {
+                let ui = ui.clone();
+                block_on(async move { drivers(&ui).await })
+                    .and_then(Result::ok)
+                    .map(|ds| ds.into_iter().map(|d| d.id).collect())
+            }
+            None => None,
+        };
+        let p = Pending {
+            spark: "rest-pending".into(),
+            tag: new_tag(order),
+            rest: rest_url.clone(),
+            ui,
+            version: dist.version.to_string(),
+            main_class: body["mainClass"].as_str().unwrap_or("").to_string(),
+            known,
+            run: order.run.clone(),
+            node: order.node.0,
+            attempt: order.attempt,
+        };
+        // Without the intent on disk, a crash during the request could
+        // lead to a second driver: no record, no submission.
+        write_synced(&files.spark, &serde_json::to_vec(&p).unwrap_or_default()).map_err(|e| {
+            LaunchError {
+                message: format!(
+                    "cannot record the submission in {}: {e}",
+                    files.spark.display()
+                ),
+                platform: true,
+            }
+        })?;
+        failpoint("spark-before-create");
         let rest = RestClient::new(&rest_url);
-        let id = block_on(async move { rest.create(&body).await })
+        let tagged = with_tag(body, &p.tag);
+        let id = block_on(async move { rest.create(&tagged).await })
             .ok_or_else(|| LaunchError {
                 platform: true,
                 message: "the submission thread failed".into(),
@@ -302,13 +404,8 @@ impl SparkExecutor {
                 platform: e.is_transient(),
                 message: e.to_string(),
             })?;
-        let h = RestHandle {
-            spark: "rest".into(),
-            submission: id,
-            rest: rest_url,
-            ui: target.ui.clone(),
-            version: dist.version.to_string(),
-        };
+        failpoint("spark-after-create");
+        let h = p.handle(id);
         // Written before the handle goes back, so that even a kaon that
         // dies before storing the handle finds this driver again.
         if let Err(e) = write_synced(&files.spark, &serde_json::to_vec(&h).unwrap_or_default()) {
@@ -327,10 +424,129 @@ impl SparkExecutor {
     fn watch_rest(&self, order: &LaunchOrder, h: RestHandle) {
         let files = self.local.files(order);
         self.inner.register(order, files.clone(), None, false);
+        self.inner.set_driver(&key(order), &h);
         let inner = self.inner.clone();
         let order = order.clone();
         tokio::spawn(async move { inner.watch_rest(order, h, files).await });
     }
+}
+
+impl Pending {
+    fn handle(&self, submission: String) -> RestHandle {
+        RestHandle {
+            spark: "rest".into(),
+            submission,
+            rest: self.rest.clone(),
+            ui: self.ui.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+/// A tag no other submission has: it only has to be unique, not secret.
+fn new_tag(order: &LaunchOrder) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(attempt_label(order).as_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.update(&now.as_nanos().to_le_bytes());
+    h.finalize().to_hex()[..24].to_string()
+}
+
+fn attempt_label(order: &LaunchOrder) -> String {
+    format!("{}/{}/{}", order.run, order.node.0, order.attempt)
+}
+
+/// The REST body with `spark.kaon.tag` set: the driver's launch command
+/// (the first line of its stderr on the worker) then names the tag.
+fn with_tag(mut body: Value, tag: &str) -> Value {
+    if let Some(props) = body["sparkProperties"].as_object_mut() {
+        props.insert("spark.kaon.tag".into(), tag.into());
+    }
+    body
+}
+
+/// True when a driver's launch command sets `spark.kaon.tag` to `tag`
+/// (the whole value: the worker quotes each argument).
+fn carries_tag(log: &str, tag: &str) -> bool {
+    let needle = format!("-Dspark.kaon.tag={tag}");
+    log.match_indices(&needle).any(|(i, _)| {
+        log[i + needle.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == '"' || c == '\'' || c.is_whitespace())
+    })
+}
+
+/// Where a pending submission stands on the master.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// This driver carries the tag.
+    Driver(String),
+    /// No driver carries it: the master never got the submission.
+    Nothing,
+    /// These drivers may carry it but have not launched yet (or their
+    /// logs cannot be read right now).
+    Undecided(Vec<String>),
+}
+
+/// Looks for the driver of `p` among the master's drivers that are new
+/// since `p` was written and have its main class, by reading the launch
+/// command each worker writes at the top of the driver's stderr.
+///
+/// A driver that ended without a readable launch command (`ERROR` before
+/// launch, or its worker gone) is taken as not this one: it ran nothing,
+/// so submitting again cannot make two drivers run.
+async fn find_driver(p: &Pending) -> Result<Found, String> {
+    let Some(ui) = &p.ui else {
+        return Err("the master's web UI is not known, so its drivers cannot be listed".into());
+    };
+    let all = drivers(ui)
+        .await
+        .map_err(|e| format!("cannot list the master's drivers: {e}"))?;
+    let mut undecided = Vec::new();
+    let candidates = all.into_iter().filter(|d| {
+        d.main_class == p.main_class && !p.known.as_ref().is_some_and(|k| k.contains(&d.id))
+    });
+    for d in candidates {
+        let log = match &d.worker {
+            Some(w) => match worker_ui(ui, w).await {
+                Ok(Some(wui)) => driver_log(&wui, &d.id, "stderr", 0, 64 * 1024).await.ok(),
+                _ => None,
+            },
+            None => None,
+        };
+        match log {
+            Some(text) if carries_tag(&text, &p.tag) => return Ok(Found::Driver(d.id)),
+            Some(text) if text.contains("Launch Command:") => {}
+            _ if d.state.is_terminal() => {}
+            _ => undecided.push(d.id),
+        }
+    }
+    Ok(if undecided.is_empty() {
+        Found::Nothing
+    } else {
+        Found::Undecided(undecided)
+    })
+}
+
+/// Asks the master to kill a driver until it has ended. The watcher
+/// reports the end once the master says KILLED; asking again covers a kill
+/// that raced the driver's start.
+fn kill_rest(h: RestHandle) {
+    tokio::spawn(async move {
+        let rest = RestClient::new(&h.rest);
+        for _ in 0..10 {
+            let _ = rest.kill(&h.submission).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match rest.status(&h.submission).await {
+                Ok(st) if st.state.is_terminal() => return,
+                _ => {}
+            }
+        }
+    });
 }
 
 /// Runs a future to completion from synchronous code inside or outside a
@@ -390,10 +606,121 @@ impl Inner {
                 ui,
                 last_event: None,
                 client,
+                kill_requested: false,
+                driver: None,
             },
         );
         drop(live);
         self.spawn_poller(order);
+    }
+
+    /// Records the attempt's driver; a kill that came before it was known
+    /// is sent now.
+    fn set_driver(&self, k: &Key, h: &RestHandle) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(l) = live.get_mut(k) else { return };
+        l.driver = Some(h.clone());
+        if l.kill_requested {
+            kill_rest(h.clone());
+        }
+    }
+
+    /// After a crash between writing a [`Pending`] and the master's answer:
+    /// finds the driver the submission made and watches it, or, once it
+    /// is certain the master never got the submission, submits it now.
+    /// Never submits while a driver that may be this one has not launched.
+    async fn resolve(
+        self: Arc<Self>,
+        order: LaunchOrder,
+        p: Pending,
+        body: Value,
+        files: AttemptFiles,
+    ) {
+        let k = key(&order);
+        let mut told: Option<String> = None;
+        let found = loop {
+            let waiting = match find_driver(&p).await {
+                Ok(Found::Driver(id)) => break Some(id),
+                Ok(Found::Nothing) => break None,
+                Ok(Found::Undecided(ids)) => format!(
+                    "kaon stopped while submitting; waiting for {} to launch to tell whether it is this step's driver",
+                    ids.join(", ")
+                ),
+                Err(e) => e,
+            };
+            if told.as_deref() != Some(waiting.as_str()) {
+                warn(&format!("{}: {waiting}", attempt_label(&order)));
+                self.send(
+                    &order.run,
+                    Event::StepProgressed {
+                        node: order.node,
+                        attempt: order.attempt,
+                        percent: None,
+                        message: Some(waiting.clone()),
+                    },
+                );
+                told = Some(waiting);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let killed = self
+                    .live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&k)
+                    .is_some_and(|l| l.kill_requested);
+                let exit = if killed {
+                    Exit::Signal { signal: 15 }
+                } else {
+                    // Certain now that the master never got it: the same
+                    // submission, with the same tag, goes out again.
+                    match RestClient::new(&p.rest)
+                        .create(&with_tag(body, &p.tag))
+                        .await
+                    {
+                        Ok(id) => {
+                            failpoint("spark-after-create");
+                            let _ = std::fs::File::create(&files.stdout);
+                            let _ = std::fs::File::create(&files.stderr);
+                            return self.adopted(order, p.handle(id), files).await;
+                        }
+                        Err(e) => Exit::Lost {
+                            message: format!("the submission could not be made again: {e}"),
+                        },
+                    }
+                };
+                self.forget(&k);
+                self.send(
+                    &order.run,
+                    Event::StepExited {
+                        node: order.node,
+                        attempt: order.attempt,
+                        exit,
+                        outputs: Map::new(),
+                        problems: Vec::new(),
+                        artifacts: Vec::new(),
+                        reads: Vec::new(),
+                    },
+                );
+                return;
+            }
+        };
+        self.adopted(order, p.handle(id), files).await;
+    }
+
+    /// Records and watches the driver a pending submission turned out to have.
+    async fn adopted(self: Arc<Self>, order: LaunchOrder, h: RestHandle, files: AttemptFiles) {
+        if let Err(e) = write_synced(&files.spark, &serde_json::to_vec(&h).unwrap_or_default()) {
+            warn(&format!(
+                "cannot record the submission {}: {e}",
+                h.submission
+            ));
+        }
+        self.set_driver(&key(&order), &h);
+        self.watch_rest(order, h, files).await;
     }
 
     fn forget(&self, k: &Key) -> Option<Live> {
@@ -936,6 +1263,27 @@ impl Executor for SparkExecutor {
                 Ok(h) => self.watch_rest(order, h),
                 Err(_) => self.local.reattach(order, handle),
             },
+            // The stored handle predates the master's answer: the attempt's
+            // file says how far it got, exactly as for an adopted launch.
+            Some("rest-pending") => {
+                if let Invocation::Spark { job } = &order.invocation {
+                    let adopt = LaunchOrder {
+                        adopt: true,
+                        ..order.clone()
+                    };
+                    if let Err(e) = self.start_spark(&adopt, job) {
+                        self.inner.send(
+                            &order.run,
+                            Event::LaunchFailed {
+                                node: order.node,
+                                attempt: order.attempt,
+                                message: e.message,
+                                platform: e.platform,
+                            },
+                        );
+                    }
+                }
+            }
             Some("client") => {
                 let files = self.local.files(order);
                 let ui = handle["ui"].as_str().map(str::to_string);
@@ -947,25 +1295,28 @@ impl Executor for SparkExecutor {
     }
 
     fn kill(&self, handle: &Value) {
-        if handle["spark"] != "rest" {
-            return self.local.kill(handle);
-        }
-        let Ok(h) = serde_json::from_value::<RestHandle>(handle.clone()) else {
-            return;
-        };
-        // The watcher reports the end once the master says KILLED; asking
-        // again covers a kill that raced the driver's start.
-        tokio::spawn(async move {
-            let rest = RestClient::new(&h.rest);
-            for _ in 0..10 {
-                let _ = rest.kill(&h.submission).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                match rest.status(&h.submission).await {
-                    Ok(st) if st.state.is_terminal() => return,
-                    _ => {}
+        match handle["spark"].as_str() {
+            Some("rest") => {
+                if let Ok(h) = serde_json::from_value::<RestHandle>(handle.clone()) {
+                    kill_rest(h);
                 }
             }
-        });
+            Some("rest-pending") => {
+                let Ok(p) = serde_json::from_value::<Pending>(handle.clone()) else {
+                    return;
+                };
+                let k = (p.run, p.node, p.attempt);
+                let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(l) = live.get_mut(&k) {
+                    match &l.driver {
+                        Some(h) => kill_rest(h.clone()),
+                        // Sent by `set_driver` once the driver is known.
+                        None => l.kill_requested = true,
+                    }
+                }
+            }
+            _ => self.local.kill(handle),
+        }
     }
 
     fn describe(&self, order: &LaunchOrder) -> Value {
@@ -981,5 +1332,135 @@ impl Executor for SparkExecutor {
             }),
             Err(_) => Value::Null,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test that cannot proceed should panic right there
+    use super::*;
+    use axum::routing::get;
+
+    /// A fake standalone master and worker on one port: `/json/` lists
+    /// `drivers`, `/log/` serves `logs` (driver id -> stderr).
+    async fn fake_master(drivers: Value, logs: Vec<(&'static str, String)>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut page = drivers;
+        page["workers"] = json!([{"id": "worker-1", "webuiaddress": base}]);
+        let app = axum::Router::new()
+            .route("/json/", get(move || async move { axum::Json(page) }))
+            .route(
+                "/log/",
+                get(move |uri: axum::http::Uri| async move {
+                    let id = uri
+                        .query()
+                        .unwrap_or("")
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("driverId="))
+                        .unwrap_or("")
+                        .to_string();
+                    match logs.iter().find(|(d, _)| *d == id) {
+                        Some((_, text)) => Ok(format!(
+                            "==== Bytes 0-{n} of {n} of /work/{id}/stderr ====\n{text}",
+                            n = text.len()
+                        )),
+                        None => Err(axum::http::StatusCode::NOT_FOUND),
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    fn pending(ui: &str, known: &[&str]) -> Pending {
+        Pending {
+            spark: "rest-pending".into(),
+            tag: "t0g".into(),
+            rest: "http://127.0.0.1:1".into(),
+            ui: Some(ui.into()),
+            version: "3.5.9".into(),
+            main_class: "Job".into(),
+            known: Some(known.iter().map(|s| s.to_string()).collect()),
+            run: "r".into(),
+            node: 0,
+            attempt: 1,
+        }
+    }
+
+    fn driver(id: &str, state: &str, class: &str, worker: Option<&str>) -> Value {
+        json!({"id": id, "state": state, "mainclass": class, "worker": worker.unwrap_or("None")})
+    }
+
+    fn launch(tag: &str) -> String {
+        format!("Launch Command: \"java\" \"-Dspark.kaon.tag={tag}\" \"DriverWrapper\"\n====\n")
+    }
+
+    #[tokio::test]
+    async fn finds_the_tagged_driver_among_new_ones_with_its_main_class() {
+        let ui = fake_master(
+            json!({
+                "activedrivers": [
+                    driver("d-old", "RUNNING", "Job", Some("worker-1")),
+                    driver("d-other", "RUNNING", "Other", Some("worker-1")),
+                    driver("d-mine", "RUNNING", "Job", Some("worker-1")),
+                ],
+                "completeddrivers": [driver("d-done", "FINISHED", "Job", Some("worker-1"))],
+            }),
+            vec![
+                ("d-old", launch("t0g")),   // known before: never a candidate
+                ("d-other", launch("t0g")), // another main class
+                ("d-done", launch("someone-else")),
+                ("d-mine", launch("t0g")),
+            ],
+        )
+        .await;
+        let found = find_driver(&pending(&ui, &["d-old"])).await.unwrap();
+        assert_eq!(found, Found::Driver("d-mine".into()));
+    }
+
+    #[tokio::test]
+    async fn nothing_when_every_candidate_launched_without_the_tag_or_never_ran() {
+        let ui = fake_master(
+            json!({
+                "activedrivers": [driver("d-a", "RUNNING", "Job", Some("worker-1"))],
+                "completeddrivers": [driver("d-err", "ERROR", "Job", None)],
+            }),
+            vec![("d-a", launch("t0g-not"))],
+        )
+        .await;
+        // `t0g` is a prefix of `t0g-not`: still not the same tag.
+        let mut p = pending(&ui, &[]);
+        p.tag = "t0g-no".into();
+        assert_eq!(find_driver(&p).await.unwrap(), Found::Nothing);
+        p.tag = "zzz".into();
+        assert_eq!(find_driver(&p).await.unwrap(), Found::Nothing);
+    }
+
+    #[tokio::test]
+    async fn undecided_while_a_candidate_has_not_launched() {
+        let ui = fake_master(
+            json!({
+                "activedrivers": [
+                    driver("d-waiting", "SUBMITTED", "Job", None),
+                    driver("d-starting", "RUNNING", "Job", Some("worker-1")),
+                ],
+                "completeddrivers": [],
+            }),
+            vec![], // no logs yet
+        )
+        .await;
+        assert_eq!(
+            find_driver(&pending(&ui, &[])).await.unwrap(),
+            Found::Undecided(vec!["d-waiting".into(), "d-starting".into()])
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_master_is_an_error_not_an_answer() {
+        let mut p = pending("http://127.0.0.1:1", &[]);
+        assert!(find_driver(&p).await.is_err());
+        p.ui = None;
+        assert!(find_driver(&p).await.is_err());
     }
 }

@@ -236,22 +236,61 @@ async fn get_text(url: String) -> Result<String, SparkError> {
         .map_err(err)
 }
 
-/// Reads a standalone master's `/json/` page: its workers' web UIs, for
-/// driver logs.
-pub async fn worker_ui(master_ui: &str, worker_id: &str) -> Result<Option<String>, SparkError> {
+/// A standalone master's `/json/` page.
+async fn master_json(master_ui: &str) -> Result<Value, SparkError> {
     let url = format!("{}/json/", master_ui.trim_end_matches('/'));
     let text = get_text(url.clone()).await?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| SparkError::Rest {
+    serde_json::from_str(&text).map_err(|e| SparkError::Rest {
         url,
         message: e.to_string(),
         transient: true,
-    })?;
+    })
+}
+
+/// Reads a standalone master's `/json/` page: its workers' web UIs, for
+/// driver logs.
+pub async fn worker_ui(master_ui: &str, worker_id: &str) -> Result<Option<String>, SparkError> {
+    let v = master_json(master_ui).await?;
     Ok(v["workers"].as_array().and_then(|ws| {
         ws.iter()
             .find(|w| w["id"] == worker_id)
             .and_then(|w| w["webuiaddress"].as_str())
             .map(str::to_string)
     }))
+}
+
+/// A driver as a standalone master's `/json/` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverInfo {
+    /// Its submission id (`driver-...`).
+    pub id: String,
+    /// Its state.
+    pub state: DriverState,
+    /// The main class it was submitted with.
+    pub main_class: String,
+    /// The worker it runs or ran on; none while it waits for one.
+    pub worker: Option<String>,
+}
+
+/// Every driver a standalone master knows, running and completed (the
+/// master keeps `spark.deploy.retainedDrivers` completed ones).
+pub async fn drivers(master_ui: &str) -> Result<Vec<DriverInfo>, SparkError> {
+    let v = master_json(master_ui).await?;
+    Ok(["activedrivers", "completeddrivers"]
+        .iter()
+        .flat_map(|k| v[*k].as_array().cloned().unwrap_or_default())
+        .filter_map(|d| {
+            Some(DriverInfo {
+                id: d["id"].as_str()?.to_string(),
+                state: DriverState::parse(d["state"].as_str().unwrap_or("")),
+                main_class: d["mainclass"].as_str().unwrap_or("").to_string(),
+                worker: d["worker"]
+                    .as_str()
+                    .filter(|w| !w.is_empty() && *w != "None")
+                    .map(str::to_string),
+            })
+        })
+        .collect())
 }
 
 /// Reads up to `max` bytes of a driver's `stdout` or `stderr` from its

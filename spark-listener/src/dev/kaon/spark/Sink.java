@@ -1,11 +1,13 @@
 package dev.kaon.spark;
 
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.HttpURLConnection;
+import java.net.Proxy;
 import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
+import java.net.URL;
 import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.Iterator;
 import java.util.function.Function;
@@ -31,6 +33,11 @@ import java.util.function.Supplier;
  *
  * <p>The posting thread exits after 10 s without work and is started again by the next event,
  * so a long-lived JVM that creates many SparkContexts does not collect threads.
+ *
+ * <p>Posts go through {@link HttpURLConnection}, not {@code java.net.http.HttpClient}: building
+ * an HttpClient initialises the default SSL context and a selector thread, which added about
+ * 450 ms to every trivial application on a 2-core machine. HttpURLConnection is in java.base,
+ * keeps connections alive between posts, and costs nothing until the first post.
  */
 final class Sink {
     static final String PATH = "/v1/spark/events";
@@ -52,10 +59,9 @@ final class Sink {
     }
 
     private final String base;
-    private final URI endpoint;
+    private final URL endpoint;
     private final String token;
     private final String header; // "run":..,"node":..,"attempt":..
-    private final HttpClient http;
     private final Supplier<String> progress; // builds a snapshot's fields; null: no snapshots
 
     // Guarded by this.
@@ -87,17 +93,13 @@ final class Sink {
         }
     }
 
-    private Sink(String base, String token, String run, Long node, Long attempt,
+    private Sink(String base, URL endpoint, String token, String run, Long node, Long attempt,
             Supplier<String> progress) {
         this.base = base;
-        this.endpoint = URI.create(base + PATH);
+        this.endpoint = endpoint;
         this.token = token;
         this.header = new Json().str("run", run).num("node", node).num("attempt", attempt).fields();
         this.progress = progress;
-        this.http = HttpClient.newBuilder()
-                .version(HttpClient.Version.HTTP_1_1) // no h2c upgrade dance with a plain server
-                .connectTimeout(Duration.ofSeconds(2))
-                .build();
     }
 
     /**
@@ -109,18 +111,20 @@ final class Sink {
         if (url == null) {
             return null;
         }
+        URL endpoint;
         try {
             URI u = URI.create(url + PATH);
             String scheme = u.getScheme();
             if (!"http".equalsIgnoreCase(scheme) && !"https".equalsIgnoreCase(scheme)) {
                 throw new IllegalArgumentException("not an http(s) URL");
             }
-        } catch (IllegalArgumentException e) {
+            endpoint = u.toURL();
+        } catch (IllegalArgumentException | IOException e) {
             System.err.println("kaon: spark.kaon.url " + url + " is not usable (" + e.getMessage()
                     + "); no events will be sent");
             return null;
         }
-        return new Sink(url, trim(conf.apply("spark.kaon.token")),
+        return new Sink(url, endpoint, trim(conf.apply("spark.kaon.token")),
                 trim(conf.apply("spark.kaon.run")), integer(conf.apply("spark.kaon.node")),
                 integer(conf.apply("spark.kaon.attempt")), progress);
     }
@@ -417,14 +421,7 @@ final class Sink {
     }
 
     private boolean send(String body) {
-        HttpRequest.Builder rb = HttpRequest.newBuilder(endpoint)
-                .timeout(Duration.ofSeconds(5))
-                .header("Content-Type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
-        if (token != null) {
-            rb.header("Authorization", "Bearer " + token);
-        }
-        HttpRequest request = rb.build();
+        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
         String problem = null;
         int tries = degraded ? 1 : TRIES;
         for (int i = 0; i < tries; i++) {
@@ -437,8 +434,7 @@ final class Sink {
                 }
             }
             try {
-                int status =
-                        http.send(request, HttpResponse.BodyHandlers.discarding()).statusCode();
+                int status = postOnce(bytes);
                 if (status >= 200 && status < 300) {
                     degraded = false;
                     return true;
@@ -447,10 +443,6 @@ final class Sink {
                 if (status >= 400 && status < 500 && status != 408 && status != 429) {
                     break; // refused (bad token, bad request): trying again will not help
                 }
-            } catch (InterruptedException ie) {
-                Thread.currentThread().interrupt();
-                problem = "interrupted";
-                break;
             } catch (Throwable t) {
                 problem = t.getClass().getSimpleName()
                         + (t.getMessage() == null ? "" : ": " + t.getMessage());
@@ -462,6 +454,41 @@ final class Sink {
                     + "); dropping events it does not take");
         }
         return false;
+    }
+
+    /** One POST of {@code body}; its HTTP status. The response is read to the end so the
+     * connection goes back to the JDK's keep-alive cache. */
+    private int postOnce(byte[] body) throws IOException {
+        // kaon's endpoint is reached directly: a proxy configured for the job's own traffic
+        // (http.proxyHost) must not see the token.
+        HttpURLConnection c = (HttpURLConnection) endpoint.openConnection(Proxy.NO_PROXY);
+        try {
+            c.setConnectTimeout(2_000);
+            c.setReadTimeout(5_000);
+            c.setUseCaches(false);
+            c.setInstanceFollowRedirects(false);
+            c.setRequestMethod("POST");
+            c.setDoOutput(true);
+            c.setFixedLengthStreamingMode(body.length);
+            c.setRequestProperty("Content-Type", "application/json");
+            if (token != null) {
+                c.setRequestProperty("Authorization", "Bearer " + token);
+            }
+            try (OutputStream out = c.getOutputStream()) {
+                out.write(body);
+            }
+            int status = c.getResponseCode();
+            InputStream in = status >= 400 ? c.getErrorStream() : c.getInputStream();
+            if (in != null) {
+                try (in) {
+                    in.readAllBytes();
+                }
+            }
+            return status;
+        } catch (IOException e) {
+            c.disconnect(); // a broken connection must not be reused
+            throw e;
+        }
     }
 
     // Holding this.
