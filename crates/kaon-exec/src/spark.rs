@@ -323,10 +323,7 @@ impl SparkExecutor {
             })?;
         }
         let mut env: Vec<(String, String)> = order.env.clone();
-        env.push((
-            "KAON_ATTEMPT_ID".into(),
-            format!("{}/{}/{}", order.run, order.node.0, order.attempt),
-        ));
+        env.push(("KAON_ATTEMPT_ID".into(), attempt_label(order)));
         let body = sub.rest_body(&env);
         if order.adopt {
             match read_spark_file(&files.spark) {
