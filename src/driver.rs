@@ -459,6 +459,21 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
         self.held.insert(key, (c, m));
     }
 
+    /// A launch that did not happen: its resources go back, and the
+    /// engine hears why.
+    fn launch_failed(&mut self, run: &str, order: &LaunchOrder, message: String, platform: bool) {
+        self.release_resources(run, order.node);
+        self.pending.push_back((
+            run.to_string(),
+            Event::LaunchFailed {
+                node: order.node,
+                attempt: order.attempt,
+                message,
+                platform,
+            },
+        ));
+    }
+
     fn release_resources(&mut self, run: &str, node: NodeId) {
         if let Some((c, m)) = self.held.remove(&(run.to_string(), node.0)) {
             self.free.cpus += c;
@@ -650,16 +665,7 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
                     Ok(Memoized::Reused) => return Ok(()),
                     Ok(Memoized::Run(key)) => key,
                     Err(e) => {
-                        self.release_resources(run, order.node);
-                        self.pending.push_back((
-                            run.to_string(),
-                            Event::LaunchFailed {
-                                node: order.node,
-                                attempt: order.attempt,
-                                message: format!("{e:#}"),
-                                platform: false,
-                            },
-                        ));
+                        self.launch_failed(run, &order, format!("{e:#}"), false);
                         return Ok(());
                     }
                 };
@@ -673,18 +679,7 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
                             memo_key,
                         },
                     )),
-                    Err(e) => {
-                        self.release_resources(run, order.node);
-                        self.pending.push_back((
-                            run.to_string(),
-                            Event::LaunchFailed {
-                                node: order.node,
-                                attempt: order.attempt,
-                                message: e.message,
-                                platform: e.platform,
-                            },
-                        ));
-                    }
+                    Err(e) => self.launch_failed(run, &order, e.message, e.platform),
                 }
             }
             Action::Reattach {

@@ -223,6 +223,7 @@ flow = "make -> side"
 
 [steps.make]
 kind = "command"
+workdir = "sub"
 script = '''
 kaon artifacts get {notes_id} -o got.txt
 mkdir -p out && cp got.txt out/a.txt && echo more > out/b.txt
@@ -236,6 +237,8 @@ script = "echo side effect >> side.log"
 "#
     );
     k.write("wf.toml", &wf);
+    // `make` runs in a folder of its own, where no `.kaon` is.
+    std::fs::create_dir_all(k.path("sub")).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_kaon"))
         .parent()
         .unwrap()
@@ -245,8 +248,12 @@ script = "echo side effect >> side.log"
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // The data directory as a flag, not in the environment: kaon hands it
+    // to the step, whose `kaon artifacts get/put` need its database.
     let o = k
-        .cmd(&["run", "wf.toml", "--progress", "plain"])
+        .cmd(&["run", "wf.toml", "--progress", "plain", "--data-dir"])
+        .arg(k.data())
+        .env_remove("KAON_DATA_DIR")
         .env("PATH", &path)
         .output()
         .unwrap();

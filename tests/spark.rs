@@ -384,12 +384,14 @@ outputs = {{ table = {{ type = "dir", path = "out/table" }}, rows = "int" }}
     // and inputs).
     let (_, v, out) = run(&k, &[]);
     assert_eq!(v["status"], "succeeded", "{out}");
-    for n in v["nodes"]
+    let spark: Vec<&Value> = v["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|n| n["kind"] == "spark")
-    {
+        .collect();
+    assert_eq!(spark.len(), 2, "{v:#}");
+    for n in spark {
         assert_eq!(n["state"], "memoized", "{n:#}");
     }
 

@@ -160,7 +160,8 @@ pub async fn drive(
         config.spark.clone(),
         Some(Callback { url, secret }),
         Some(blobs.clone()),
-    );
+    )
+    .with_data_dir(&data.data_dir);
     let (stop_callback, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kaon_spark::callback::serve(
         listener,
@@ -295,7 +296,8 @@ pub async fn claim_orphan(store: &SqliteStore, row: &RunRow, owner: &str) -> Res
 /// change since.
 pub fn load_for_resume(row: &RunRow, color: bool) -> Result<Arc<Validated>> {
     let path = Path::new(&row.path);
-    let (loaded, ok) = super::load_reporting(path, super::DiagFormat::Rich, color);
+    let (loaded, ok) =
+        super::load_reporting(path, super::DiagFormat::Rich, color, super::Check::Model);
     let Some(v) = loaded.result.filter(|_| ok) else {
         bail!(
             "run {}: its workflow {} no longer loads",

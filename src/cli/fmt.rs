@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use kaon_model::flow::{Notation, print_flow};
 
-use super::{FileArg, emit, load_reporting};
+use super::{Check, FileArg, emit, load_reporting};
 
 /// Print a workflow's flow in canonical form.
 ///
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
-    let (loaded, ok) = load_reporting(&args.file.file, args.file.diagnostics, color);
+    let (loaded, ok) = load_reporting(&args.file.file, args.file.diagnostics, color, Check::Model);
     let Some(v) = loaded.result.filter(|_| ok) else {
         return Ok(ExitCode::from(1));
     };

@@ -94,11 +94,22 @@ pub enum DiagFormat {
     Short,
 }
 
+/// What to check beyond the model when loading a workflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    /// The workflow only (fmt, plan, resume, cancel).
+    Model,
+    /// Also that this machine can run it: Spark runtimes (validate, run).
+    Runnable,
+}
+
 /// Loads a workflow and prints its diagnostics to stderr; `None` if it has
 /// errors.
-fn load_reporting(path: &Path, format: DiagFormat, color: bool) -> (Loaded, bool) {
+fn load_reporting(path: &Path, format: DiagFormat, color: bool, check: Check) -> (Loaded, bool) {
     let mut loaded = kaon_model::load(path);
-    check_runtimes(&mut loaded);
+    if check == Check::Runnable {
+        check_runtimes(&mut loaded);
+    }
     if !loaded.diagnostics.is_empty() {
         let text = match format {
             DiagFormat::Rich => loaded.diagnostics.render(&loaded.sources, color),
@@ -167,15 +178,13 @@ fn check_runtimes(loaded: &mut Loaded) {
             } else {
                 step.span
             };
-            problems.push(
-                Diagnostic::error(
-                    Code::NotInstalled,
-                    file,
-                    span,
-                    format!("step `{}` needs Spark {req}: {e}", step.name),
-                )
-                .with_help(format!("run `kaon spark install {req}`")),
-            );
+            // The error names the fix (`kaon spark install ...`) itself.
+            problems.push(Diagnostic::error(
+                Code::NotInstalled,
+                file,
+                span,
+                format!("step `{}` needs Spark {req}: {e}", step.name),
+            ));
         }
     }
     if !problems.is_empty() {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::ValueEnum;
 
-use super::{FileArg, emit, load_reporting};
+use super::{Check, FileArg, emit, load_reporting};
 
 /// Output formats of `kaon plan`.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -38,7 +38,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
-    let (loaded, ok) = load_reporting(&args.file.file, args.file.diagnostics, color);
+    let (loaded, ok) = load_reporting(&args.file.file, args.file.diagnostics, color, Check::Model);
     let Some(v) = loaded.result.filter(|_| ok) else {
         return Ok(ExitCode::from(1));
     };

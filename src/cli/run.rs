@@ -10,7 +10,7 @@ use kaon_store::{Durability, RunFilter, StateStore};
 use serde_json::{Map, Value};
 
 use super::common::{self, DataArgs, DriveArgs, Start};
-use super::{FileArg, load_reporting};
+use super::{Check, FileArg, load_reporting};
 use kaon::driver::{self, Capacity};
 use kaon::progress::Mode;
 
@@ -109,7 +109,12 @@ fn parse_params(args: &[String]) -> Result<Map<String, Value>> {
 }
 
 pub fn run(args: Args, color: bool) -> Result<ExitCode> {
-    let (loaded, ok) = load_reporting(&args.file.file, args.file.diagnostics, color);
+    let (loaded, ok) = load_reporting(
+        &args.file.file,
+        args.file.diagnostics,
+        color,
+        Check::Runnable,
+    );
     let Some(v) = loaded.result.filter(|_| ok) else {
         return Ok(ExitCode::from(2));
     };

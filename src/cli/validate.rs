@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{FileArg, emit, load_reporting};
+use super::{Check, FileArg, emit, load_reporting};
 
 /// Check a workflow file and report every problem with its file:line:col.
 ///
@@ -20,7 +20,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
-    let (loaded, ok) = load_reporting(&args.file.file, args.file.diagnostics, color);
+    let (loaded, ok) = load_reporting(
+        &args.file.file,
+        args.file.diagnostics,
+        color,
+        Check::Runnable,
+    );
     let Some(v) = loaded.result.filter(|_| ok) else {
         return Ok(ExitCode::from(1));
     };

@@ -39,6 +39,7 @@ pub struct LocalExecutor {
     poll: Duration,
     grace: Duration,
     store: Option<ArtifactStore>,
+    data_dir: Option<PathBuf>,
 }
 
 /// What is stored to find an attempt's process again.
@@ -66,7 +67,16 @@ impl LocalExecutor {
             poll,
             grace,
             store: None,
+            data_dir: None,
         }
+    }
+
+    /// Tells steps kaon's data directory (`KAON_DATA_DIR`, made absolute),
+    /// so that `kaon artifacts get/put` inside a step finds the run's
+    /// database whatever the step's working directory.
+    pub fn with_data_dir(mut self, dir: &Path) -> LocalExecutor {
+        self.data_dir = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        self
     }
 
     /// Stores declared file and folder outputs of successful attempts in
@@ -231,6 +241,7 @@ impl Executor for LocalExecutor {
                     .map(|s| ("KAON_ARTIFACT_STORE", s.url().to_string())),
             )
             .env("KAON_EXIT_FILE", &files.exit)
+            .envs(self.data_dir.as_ref().map(|d| ("KAON_DATA_DIR", d)))
             .env("KAON_ATTEMPT_ID", attempt_id(order))
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::null())

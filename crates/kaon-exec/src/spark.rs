@@ -38,7 +38,7 @@ use kaon_spark::progress::{Monitor, SparkProgress};
 use kaon_spark::rest::{DriverState, RestClient, driver_log, drivers, worker_ui};
 use kaon_spark::submit::{ListenerConf, Submission, is_python};
 use kaon_spark::target::{Mode, Target, place};
-use kaon_spark::{Distribution, Registry, SparkSettings};
+use kaon_spark::{Distribution, Registry, SparkError, SparkSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -199,10 +199,17 @@ impl SparkExecutor {
             callback,
             live: Mutex::new(HashMap::new()),
             runtime: Mutex::new(None),
-            monitor: Monitor::default(),
+            monitor: Monitor,
         });
         tokio::spawn(forward(inner.clone(), lrx));
         SparkExecutor { local, inner }
+    }
+
+    /// Tells steps kaon's data directory: see
+    /// [`LocalExecutor::with_data_dir`].
+    pub fn with_data_dir(mut self, dir: &Path) -> SparkExecutor {
+        self.local = self.local.with_data_dir(dir);
+        self
     }
 
     /// The sink for the callback endpoint.
@@ -239,6 +246,15 @@ impl SparkExecutor {
     }
 
     fn start_spark(&self, order: &LaunchOrder, job: &SparkJob) -> Result<Value, LaunchError> {
+        if order.adopt
+            && let Some(SparkFile::Driver(h)) = read_spark_file(&self.local.files(order).spark)
+        {
+            // Submitted before kaon died, handle not stored: the same
+            // driver, whatever the settings or runtimes say now.
+            let v = serde_json::to_value(&h).unwrap_or(Value::Null);
+            self.watch_rest(order, h);
+            return Ok(v);
+        }
         let (dist, target) = self.plan(job)?;
         let rt = self.inner.runtime(&dist);
         let listener = match (&self.inner.callback, &rt.jar) {
@@ -325,28 +341,12 @@ impl SparkExecutor {
         let mut env: Vec<(String, String)> = order.env.clone();
         env.push(("KAON_ATTEMPT_ID".into(), attempt_label(order)));
         let body = sub.rest_body(&env);
-        if order.adopt {
-            match read_spark_file(&files.spark) {
-                // Submitted before kaon died, handle not stored: the same driver.
-                Some(SparkFile::Driver(h)) => {
-                    let v = serde_json::to_value(&h).unwrap_or(Value::Null);
-                    self.watch_rest(order, h);
-                    return Ok(v);
-                }
-                // kaon died while submitting: the master may or may not have
-                // the driver. Finding out can take a while (a driver waiting
-                // for a worker has no launch command yet), so it happens in
-                // the background.
-                Some(SparkFile::Pending(p)) => {
-                    let v = serde_json::to_value(&p).unwrap_or(Value::Null);
-                    self.inner.register(order, files.clone(), None, false);
-                    let inner = self.inner.clone();
-                    let order = order.clone();
-                    tokio::spawn(async move { inner.resolve(order, p, body, files).await });
-                    return Ok(v);
-                }
-                None => {}
-            }
+        // kaon died while submitting (a recorded driver was adopted in
+        // `start_spark`): the master may or may not have the driver.
+        if order.adopt
+            && let Some(SparkFile::Pending(p)) = read_spark_file(&files.spark)
+        {
+            return Ok(self.resolve_later(order, p, body, files));
         }
         for stale in [&files.stdout, &files.stderr, &files.reported, &files.spark] {
             let _ = std::fs::remove_file(stale);
@@ -392,15 +392,26 @@ impl SparkExecutor {
         failpoint("spark-before-create");
         let rest = RestClient::new(&rest_url);
         let tagged = with_tag(body, &p.tag);
-        let id = block_on(async move { rest.create(&tagged).await })
-            .ok_or_else(|| LaunchError {
+        let sent = tagged.clone();
+        let created =
+            block_on(async move { rest.create(&sent).await }).ok_or_else(|| LaunchError {
                 platform: true,
                 message: "the submission thread failed".into(),
-            })?
-            .map_err(|e| LaunchError {
-                platform: e.is_transient(),
-                message: e.to_string(),
             })?;
+        let id = match created {
+            Ok(id) => id,
+            // Sent, unanswered: as after a crash, the master is asked.
+            Err(e @ SparkError::NoAnswer { .. }) => {
+                warn(&format!("{}: {e}", attempt_label(order)));
+                return Ok(self.resolve_later(order, p, tagged, files));
+            }
+            Err(e) => {
+                return Err(LaunchError {
+                    platform: e.is_transient(),
+                    message: e.to_string(),
+                });
+            }
+        };
         failpoint("spark-after-create");
         let h = p.handle(id);
         // Written before the handle goes back, so that even a kaon that
@@ -425,6 +436,26 @@ impl SparkExecutor {
         let inner = self.inner.clone();
         let order = order.clone();
         tokio::spawn(async move { inner.watch_rest(order, h, files).await });
+    }
+}
+
+impl SparkExecutor {
+    /// Finds out in the background whether the master has the driver of
+    /// `p` (see [`Inner::resolve`]): a driver waiting for a worker has no
+    /// launch command yet, so this can take a while. Returns the handle.
+    fn resolve_later(
+        &self,
+        order: &LaunchOrder,
+        p: Pending,
+        body: Value,
+        files: AttemptFiles,
+    ) -> Value {
+        let v = serde_json::to_value(&p).unwrap_or(Value::Null);
+        self.inner.register(order, files.clone(), None, false);
+        let inner = self.inner.clone();
+        let order = order.clone();
+        tokio::spawn(async move { inner.resolve(order, p, body, files).await });
+        v
     }
 }
 
@@ -493,9 +524,11 @@ enum Found {
 /// since `p` was written and have its main class, by reading the launch
 /// command each worker writes at the top of the driver's stderr.
 ///
-/// A driver that ended without a readable launch command (`ERROR` before
-/// launch, or its worker gone) is taken as not this one: it ran nothing,
-/// so submitting again cannot make two drivers run.
+/// A driver in `ERROR` without a readable launch command is taken as not
+/// this one: the master could not start it, so it ran nothing, and
+/// submitting again cannot make two drivers run. Any other driver whose
+/// launch command cannot be read (not launched yet, its worker gone) stays
+/// undecided.
 async fn find_driver(p: &Pending) -> Result<Found, String> {
     let Some(ui) = &p.ui else {
         return Err("the master's web UI is not known, so its drivers cannot be listed".into());
@@ -508,17 +541,14 @@ async fn find_driver(p: &Pending) -> Result<Found, String> {
         d.main_class == p.main_class && !p.known.as_ref().is_some_and(|k| k.contains(&d.id))
     });
     for d in candidates {
-        let log = match &d.worker {
-            Some(w) => match worker_ui(ui, w).await {
-                Ok(Some(wui)) => driver_log(&wui, &d.id, "stderr", 0, 64 * 1024).await.ok(),
-                _ => None,
-            },
+        let log = match &d.worker_ui {
+            Some(w) => driver_log(w, &d.id, "stderr", 0, 64 * 1024).await.ok(),
             None => None,
         };
         match log {
             Some(text) if carries_tag(&text, &p.tag) => return Ok(Found::Driver(d.id)),
             Some(text) if text.contains("Launch Command:") => {}
-            _ if d.state.is_terminal() => {}
+            _ if d.state == DriverState::Error => {}
             _ => undecided.push(d.id),
         }
     }
@@ -634,17 +664,51 @@ impl Inner {
         files: AttemptFiles,
     ) {
         let k = key(&order);
+        let kill_requested = || {
+            self.live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&k)
+                .is_some_and(|l| l.kill_requested)
+        };
+        let body = with_tag(body, &p.tag);
         let mut told: Option<String> = None;
-        let found = loop {
+        let exit = loop {
             let waiting = match find_driver(&p).await {
-                Ok(Found::Driver(id)) => break Some(id),
-                Ok(Found::Nothing) => break None,
+                Ok(Found::Driver(id)) => return self.adopted(order, p.handle(id), files).await,
+                Ok(Found::Nothing) if kill_requested() => break Exit::Signal { signal: 15 },
+                // Certain now that the master never got it: the same
+                // submission, with the same tag, goes out again.
+                Ok(Found::Nothing) => match RestClient::new(&p.rest).create(&body).await {
+                    Ok(id) => {
+                        failpoint("spark-after-create");
+                        let _ = std::fs::File::create(&files.stdout);
+                        let _ = std::fs::File::create(&files.stderr);
+                        return self.adopted(order, p.handle(id), files).await;
+                    }
+                    // Unanswered again: the master is asked again.
+                    Err(e @ SparkError::NoAnswer { .. }) => e.to_string(),
+                    Err(e) => {
+                        break Exit::Lost {
+                            message: format!("the submission could not be made again: {e}"),
+                        };
+                    }
+                },
                 Ok(Found::Undecided(ids)) => format!(
-                    "kaon stopped while submitting; waiting for {} to launch to tell whether it is this step's driver",
+                    "the submission's answer was lost; waiting for {} to launch to tell whether it is this step's driver",
                     ids.join(", ")
                 ),
                 Err(e) => e,
             };
+            if kill_requested() {
+                // Nothing is submitted any more, so there is no second
+                // driver; one of these may still be this step's.
+                warn(&format!(
+                    "{}: killed before kaon could tell whether the master has this step's driver ({waiting}); kill it by hand if it is",
+                    attempt_label(&order)
+                ));
+                break Exit::Signal { signal: 15 };
+            }
             if told.as_deref() != Some(waiting.as_str()) {
                 warn(&format!("{}: {waiting}", attempt_label(&order)));
                 self.send(
@@ -660,52 +724,19 @@ impl Inner {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
-        let id = match found {
-            Some(id) => id,
-            None => {
-                let killed = self
-                    .live
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&k)
-                    .is_some_and(|l| l.kill_requested);
-                let exit = if killed {
-                    Exit::Signal { signal: 15 }
-                } else {
-                    // Certain now that the master never got it: the same
-                    // submission, with the same tag, goes out again.
-                    match RestClient::new(&p.rest)
-                        .create(&with_tag(body, &p.tag))
-                        .await
-                    {
-                        Ok(id) => {
-                            failpoint("spark-after-create");
-                            let _ = std::fs::File::create(&files.stdout);
-                            let _ = std::fs::File::create(&files.stderr);
-                            return self.adopted(order, p.handle(id), files).await;
-                        }
-                        Err(e) => Exit::Lost {
-                            message: format!("the submission could not be made again: {e}"),
-                        },
-                    }
-                };
-                self.forget(&k);
-                self.send(
-                    &order.run,
-                    Event::StepExited {
-                        node: order.node,
-                        attempt: order.attempt,
-                        exit,
-                        outputs: Map::new(),
-                        problems: Vec::new(),
-                        artifacts: Vec::new(),
-                        reads: Vec::new(),
-                    },
-                );
-                return;
-            }
-        };
-        self.adopted(order, p.handle(id), files).await;
+        self.forget(&k);
+        self.send(
+            &order.run,
+            Event::StepExited {
+                node: order.node,
+                attempt: order.attempt,
+                exit,
+                outputs: Map::new(),
+                problems: Vec::new(),
+                artifacts: Vec::new(),
+                reads: Vec::new(),
+            },
+        );
     }
 
     /// Records and watches the driver a pending submission turned out to have.
@@ -1442,14 +1473,20 @@ mod tests {
                     driver("d-waiting", "SUBMITTED", "Job", None),
                     driver("d-starting", "RUNNING", "Job", Some("worker-1")),
                 ],
-                "completeddrivers": [],
+                // Ended, but its worker is gone: it may have run, so it is
+                // not taken as "not this one".
+                "completeddrivers": [driver("d-gone", "FINISHED", "Job", Some("worker-9"))],
             }),
             vec![], // no logs yet
         )
         .await;
         assert_eq!(
             find_driver(&pending(&ui, &[])).await.unwrap(),
-            Found::Undecided(vec!["d-waiting".into(), "d-starting".into()])
+            Found::Undecided(vec![
+                "d-waiting".into(),
+                "d-starting".into(),
+                "d-gone".into()
+            ])
         );
     }
 

@@ -85,11 +85,6 @@ impl Distribution {
         self.home.join("bin/spark-submit")
     }
 
-    /// `bin/spark-class`.
-    pub fn spark_class(&self) -> PathBuf {
-        self.home.join("bin/spark-class")
-    }
-
     /// True for Spark 3.x, which needs the Java module flags on Java 17.
     pub fn needs_module_flags(&self) -> bool {
         self.version.major < 4

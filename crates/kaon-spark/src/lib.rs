@@ -94,6 +94,15 @@ pub enum SparkError {
         /// True when trying again may work (connection refused, 5xx).
         transient: bool,
     },
+    /// A request went out but no answer came (a timeout, a connection
+    /// lost after sending): the server may or may not have acted on it.
+    #[error("{url}: no answer: {message}")]
+    NoAnswer {
+        /// The URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl SparkError {
@@ -104,7 +113,7 @@ impl SparkError {
             SparkError::Rest {
                 transient: true,
                 ..
-            }
+            } | SparkError::NoAnswer { .. }
         )
     }
 }

@@ -1,8 +1,6 @@
 //! Spark progress from the listener's events or the driver's monitoring
 //! REST API, folded into one snapshot per attempt.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -105,38 +103,12 @@ impl SparkProgress {
 
 /// Polls a driver's monitoring REST API (`<ui>/api/v1/applications/..`):
 /// the fallback when no listener events arrive.
-#[derive(Clone, Debug)]
-pub struct Monitor {
-    http: reqwest::Client,
-}
-
-impl Default for Monitor {
-    fn default() -> Self {
-        Monitor {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
-        }
-    }
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Monitor;
 
 impl Monitor {
     async fn get(&self, url: &str) -> Result<Value, SparkError> {
-        let err = |e: reqwest::Error| SparkError::Rest {
-            url: url.to_string(),
-            message: e.to_string(),
-            transient: true,
-        };
-        self.http
-            .get(url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(err)?
-            .json()
-            .await
-            .map_err(err)
+        crate::rest::get_json(url).await
     }
 
     /// The progress of the (first) application behind the UI at `ui`.

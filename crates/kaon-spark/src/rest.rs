@@ -1,6 +1,7 @@
 //! A standalone master's REST submission API (port 6066):
 //! `/v1/submissions/create`, `status/<id>`, `kill/<id>`.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -50,20 +51,6 @@ impl DriverState {
             DriverState::Finished | DriverState::Failed | DriverState::Killed | DriverState::Error
         )
     }
-
-    /// The master's word for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            DriverState::Submitted => "SUBMITTED",
-            DriverState::Running => "RUNNING",
-            DriverState::Relaunching => "RELAUNCHING",
-            DriverState::Finished => "FINISHED",
-            DriverState::Failed => "FAILED",
-            DriverState::Killed => "KILLED",
-            DriverState::Error => "ERROR",
-            DriverState::Unknown => "UNKNOWN",
-        }
-    }
 }
 
 /// What `status` says about a driver.
@@ -73,8 +60,6 @@ pub struct DriverStatus {
     pub state: DriverState,
     /// The worker running it (`worker-2026...-127.0.0.1-39201`).
     pub worker_id: Option<String>,
-    /// `host:port` of that worker.
-    pub worker_host_port: Option<String>,
     /// The master's message (the cause of `ERROR`).
     pub message: Option<String>,
 }
@@ -90,8 +75,6 @@ struct Reply {
     driver_state: Option<String>,
     #[serde(default)]
     worker_id: Option<String>,
-    #[serde(default)]
-    worker_host_port: Option<String>,
     #[serde(default)]
     message: Option<String>,
 }
@@ -115,11 +98,6 @@ impl RestClient {
         }
     }
 
-    /// The server's address.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     async fn call(
         &self,
         post: bool,
@@ -136,17 +114,20 @@ impl RestClient {
             Some(b) => req.json(b),
             None => req,
         };
-        let resp = req.send().await.map_err(|e| SparkError::Rest {
+        // Only a failed connect says the request never arrived.
+        let no_answer = |e: reqwest::Error| SparkError::NoAnswer {
             url: url.clone(),
             message: e.to_string(),
-            transient: true,
+        };
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                transient(&url, e)
+            } else {
+                no_answer(e)
+            }
         })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| SparkError::Rest {
-            url: url.clone(),
-            message: e.to_string(),
-            transient: true,
-        })?;
+        let text = resp.text().await.map_err(no_answer)?;
         match serde_json::from_str::<Reply>(&text) {
             Ok(r) if status.is_success() => Ok(r),
             Ok(r) => Err(SparkError::Rest {
@@ -193,7 +174,6 @@ impl RestClient {
         Ok(DriverStatus {
             state,
             worker_id: r.worker_id,
-            worker_host_port: r.worker_host_port,
             message: r.message,
         })
     }
@@ -219,44 +199,65 @@ fn first_line(s: &str) -> String {
     out
 }
 
-/// GET `url` as text; any failure is transient (the master or worker may
-/// be restarting).
-async fn get_text(url: String) -> Result<String, SparkError> {
-    let err = |e: reqwest::Error| SparkError::Rest {
-        url: url.clone(),
+/// The client for reads of masters, workers and driver UIs: one pool of
+/// connections, and a timeout, so that a peer that accepts and never
+/// answers cannot stall a watcher.
+fn http() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// A failure worth trying again (the master or worker may be restarting).
+fn transient(url: &str, e: impl std::fmt::Display) -> SparkError {
+    SparkError::Rest {
+        url: url.to_string(),
         message: e.to_string(),
         transient: true,
-    };
-    reqwest::get(&url)
+    }
+}
+
+/// GET `url` as text; any failure is transient.
+async fn get_text(url: &str) -> Result<String, SparkError> {
+    http()
+        .get(url)
+        .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(err)?
+        .map_err(|e| transient(url, e))?
         .text()
         .await
-        .map_err(err)
+        .map_err(|e| transient(url, e))
+}
+
+/// GET `url` as JSON; any failure is transient.
+pub(crate) async fn get_json(url: &str) -> Result<Value, SparkError> {
+    let text = get_text(url).await?;
+    serde_json::from_str(&text).map_err(|e| transient(url, e))
 }
 
 /// A standalone master's `/json/` page.
 async fn master_json(master_ui: &str) -> Result<Value, SparkError> {
-    let url = format!("{}/json/", master_ui.trim_end_matches('/'));
-    let text = get_text(url.clone()).await?;
-    serde_json::from_str(&text).map_err(|e| SparkError::Rest {
-        url,
-        message: e.to_string(),
-        transient: true,
-    })
+    get_json(&format!("{}/json/", master_ui.trim_end_matches('/'))).await
 }
 
 /// Reads a standalone master's `/json/` page: its workers' web UIs, for
 /// driver logs.
 pub async fn worker_ui(master_ui: &str, worker_id: &str) -> Result<Option<String>, SparkError> {
-    let v = master_json(master_ui).await?;
-    Ok(v["workers"].as_array().and_then(|ws| {
+    Ok(worker_ui_in(&master_json(master_ui).await?, worker_id))
+}
+
+fn worker_ui_in(master: &Value, worker_id: &str) -> Option<String> {
+    master["workers"].as_array().and_then(|ws| {
         ws.iter()
             .find(|w| w["id"] == worker_id)
             .and_then(|w| w["webuiaddress"].as_str())
             .map(str::to_string)
-    }))
+    })
 }
 
 /// A driver as a standalone master's `/json/` lists it.
@@ -268,8 +269,9 @@ pub struct DriverInfo {
     pub state: DriverState,
     /// The main class it was submitted with.
     pub main_class: String,
-    /// The worker it runs or ran on; none while it waits for one.
-    pub worker: Option<String>,
+    /// The web UI of the worker it runs or ran on; none while it waits
+    /// for one (or when that worker is gone).
+    pub worker_ui: Option<String>,
 }
 
 /// Every driver a standalone master knows, running and completed (the
@@ -284,10 +286,7 @@ pub async fn drivers(master_ui: &str) -> Result<Vec<DriverInfo>, SparkError> {
                 id: d["id"].as_str()?.to_string(),
                 state: DriverState::parse(d["state"].as_str().unwrap_or("")),
                 main_class: d["mainclass"].as_str().unwrap_or("").to_string(),
-                worker: d["worker"]
-                    .as_str()
-                    .filter(|w| !w.is_empty() && *w != "None")
-                    .map(str::to_string),
+                worker_ui: d["worker"].as_str().and_then(|w| worker_ui_in(&v, w)),
             })
         })
         .collect())
@@ -303,7 +302,7 @@ pub async fn driver_log(
     max: u64,
 ) -> Result<String, SparkError> {
     // The trailing slash after `log` matters to the worker's router.
-    get_text(format!(
+    get_text(&format!(
         "{}/log/?driverId={driver_id}&logType={which}&offset={offset}&byteLength={max}",
         worker_ui.trim_end_matches('/')
     ))

@@ -61,8 +61,6 @@ pub struct ClusterSettings {
     pub attributes: Option<String>,
     /// `--conf` pairs every step on it gets (the step's own win).
     pub conf: BTreeMap<String, String>,
-    /// The Spark versions it runs (`["3.5"]`); empty means any.
-    pub versions: Vec<String>,
 }
 
 /// kaon's user data directory: `$XDG_DATA_HOME/kaon`, else
