@@ -30,6 +30,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::memo;
 use crate::progress::Observer;
+use crate::secrets::{Sealer, secret_values};
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> Millis {
@@ -162,6 +163,9 @@ pub struct DriverOptions {
     pub capacity: Capacity,
     /// How often the inbox (signals, cancels) is read.
     pub inbox_every: Duration,
+    /// Seals secret parameters before they are stored, and hides them and
+    /// environment values in memo keys.
+    pub sealer: Sealer,
 }
 
 /// Drives one root run and its child runs to the end.
@@ -275,9 +279,15 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
         self.hold(id, state, validated, None, Event::RunStarted);
     }
 
-    /// Loads a stored run to carry it on.
-    pub async fn resume(&mut self, row: &RunRow, validated: Arc<Validated>) -> Result<()> {
-        let state = load_state(self.store.as_ref(), row, validated.clone()).await?;
+    /// Loads a stored run to carry it on. `params` are its parameters with
+    /// secrets in them (see [`Sealer::unseal_params`]).
+    pub async fn resume(
+        &mut self,
+        row: &RunRow,
+        validated: Arc<Validated>,
+        params: Map<String, Value>,
+    ) -> Result<()> {
+        let state = load_state(self.store.as_ref(), row, validated.clone(), params).await?;
         self.root = row.id.clone();
         self.hold(&row.id, state, validated, None, Event::Recovered);
         Ok(())
@@ -354,7 +364,12 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
                     }
                 }
                 _ = tokio::time::sleep(sleep) => {}
-                _ = inbox.tick() => self.read_inbox().await?,
+                _ = inbox.tick() => {
+                    // A deleted database would take every later commit
+                    // with it, unseen: stop instead.
+                    self.store.check_present()?;
+                    self.read_inbox().await?;
+                }
                 _ = heartbeat.tick() => {
                     let now = now_ms() as i64;
                     for id in self.live_runs() {
@@ -600,7 +615,15 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
             return Ok(Memoized::Run(None));
         };
         let facts = self.exec.describe(order);
-        let (key, parts) = memo::memo_key(order, &m.code, &facts).await?;
+        let secrets = match self.runs.get(run) {
+            Some(c) => secret_values(&c.validated.workflow.params, &c.state.params),
+            None => Vec::new(),
+        };
+        let hidden = memo::Hidden {
+            sealer: &self.opts.sealer,
+            secrets: &secrets,
+        };
+        let (key, parts) = memo::memo_key(order, &m.code, &facts, &hidden).await?;
         // A launch re-issued after a restart may have a process already:
         // it is found (adopted), never replaced by a reuse.
         let hit = if spec.reuse && !order.adopt {
@@ -626,8 +649,9 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
         // done only once they are there.
         let (blobs, tx, store) = (m.blobs.clone(), m.tx.clone(), self.store.clone());
         let (run, node, attempt) = (run.to_string(), order.node, order.attempt);
+        let workdir = order.workdir.clone();
         tokio::spawn(async move {
-            let event = match memo::restore(&blobs, &hit).await {
+            let event = match memo::restore(&blobs, &hit, &workdir).await {
                 Ok(()) => Event::StepMemoized {
                     node,
                     attempt,
@@ -773,9 +797,18 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
             })?);
         let options = pctx.state.options.clone();
         let link = Some((parent.to_string(), node, attempt));
+        let bound = kaon_engine::eval::bind_params(&validated.workflow.params, &params);
         if let Some(row) = self.store.run(child).await? {
-            // Made before a restart: carry it on.
-            let state = load_state(self.store.as_ref(), &row, validated.clone()).await?;
+            // Made before a restart: carry it on, with its parameters as the
+            // parent gives them now (the stored ones have secrets sealed).
+            let stored: Map<String, Value> = serde_json::from_str(&row.params)
+                .with_context(|| format!("run {}: stored parameters are damaged", row.id))?;
+            let current = bound.clone().unwrap_or_default();
+            let params =
+                self.opts
+                    .sealer
+                    .unseal_params(&validated.workflow.params, &stored, &current)?;
+            let state = load_state(self.store.as_ref(), &row, validated.clone(), params).await?;
             let expected = row.owner.clone();
             self.store
                 .claim(child, expected.as_deref(), Some(&self.owner), now as i64)
@@ -783,7 +816,6 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
             self.hold(child, state, validated, link, Event::Recovered);
             return Ok(());
         }
-        let bound = kaon_engine::eval::bind_params(&validated.workflow.params, &params);
         let params = match bound {
             Ok(p) => p,
             Err(errs) => {
@@ -803,7 +835,10 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
         let row = new_run_row(
             child,
             &validated,
-            &params,
+            &self
+                .opts
+                .sealer
+                .seal_params(&validated.workflow.params, &params),
             &options,
             Some((parent, node.0)),
             &self.owner,
@@ -847,14 +882,14 @@ pub fn new_run_row(
     }
 }
 
-/// Rebuilds a run's state from the store.
+/// Rebuilds a run's state from the store, with its parameters as given
+/// (the stored ones have their secrets sealed).
 pub async fn load_state<S: StateStore>(
     store: &S,
     row: &RunRow,
     validated: Arc<Validated>,
+    params: Map<String, Value>,
 ) -> Result<RunState> {
-    let params: Map<String, Value> = serde_json::from_str(&row.params)
-        .with_context(|| format!("run {}: stored parameters are damaged", row.id))?;
     let options: RunOptions = serde_json::from_str(&row.options).unwrap_or_default();
     let data: RunData = serde_json::from_str(&row.data).unwrap_or_default();
     let status = RunStatus::parse(&row.status)

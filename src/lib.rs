@@ -6,4 +6,6 @@
 pub mod config;
 pub mod driver;
 pub mod memo;
+pub mod out;
 pub mod progress;
+pub mod secrets;

@@ -17,11 +17,13 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use kaon_artifacts::proto::{CodeDigest, EnvVar, Environment, InputDigest, MemoKey, OutputDecl};
-use kaon_artifacts::{ArtifactKind, ArtifactStore, Digest, hash_path};
+use kaon_artifacts::{ArtifactKind, ArtifactStore, Digest, Existing, hash_path};
 use kaon_engine::event::Invocation;
 use kaon_engine::{LaunchOrder, OutputArtifact};
 use kaon_exec::outputs::artifact_id;
 use kaon_store::{ArtifactIndex, MemoRow};
+
+use crate::secrets::Sealer;
 use prost::Message;
 use serde_json::{Map, Value};
 
@@ -102,14 +104,19 @@ fn keep_env(name: &str) -> bool {
 /// The memo key of a launch order: its text form and the record it digests.
 /// `facts` are what the executor adds (the exact Spark version a request
 /// resolves to, the placement), from [`kaon_exec::Executor::describe`].
+///
+/// No secret is stored in the record: environment values are kept as keyed
+/// digests, and the values of secret parameters are replaced wherever they
+/// appear (command line, script, Spark settings) by `hidden`.
 pub async fn memo_key(
     order: &LaunchOrder,
     code: &CodeCache,
     facts: &Value,
+    hidden: &Hidden<'_>,
 ) -> Result<(String, MemoKey)> {
     let spec = order.memo.as_ref().context("the step is not cached")?;
     let mut key = MemoKey {
-        version: 1,
+        version: 2,
         kind: spec.kind.clone(),
         workdir: order.workdir.display().to_string(),
         cache_version: spec.cache_version.clone(),
@@ -128,7 +135,7 @@ pub async fn memo_key(
         .collect();
     match &order.invocation {
         Invocation::Argv { argv } => {
-            key.argv = argv.clone();
+            key.argv = argv.iter().map(|a| hidden.hide(a)).collect();
             if let Some(prog) = argv.first() {
                 let program = match find_program(prog, order) {
                     Some(p) => CodeDigest {
@@ -152,7 +159,7 @@ pub async fn memo_key(
                 }
             }
         }
-        Invocation::Script { script } => key.script = script.clone(),
+        Invocation::Script { script } => key.script = hidden.hide(script),
         Invocation::Spark { job } => {
             // The application and the files shipped with it are code; the
             // rest of the job (conf, resources, arguments) and where it is
@@ -176,7 +183,8 @@ pub async fn memo_key(
                 spark_version: facts["spark"].as_str().unwrap_or("").to_string(),
                 ..Default::default()
             });
-            key.config = serde_json::json!({ "job": job, "placement": facts }).to_string();
+            key.config =
+                hidden.hide(&serde_json::json!({ "job": job, "placement": facts }).to_string());
         }
         Invocation::Unsupported { kind } => bail!("steps of kind `{kind}` are not cached"),
     }
@@ -194,7 +202,7 @@ pub async fn memo_key(
         .filter(|(k, _)| keep_env(k))
         .map(|(k, v)| EnvVar {
             name: k.clone(),
-            value: v.clone(),
+            value: hidden.sealer.digest(v),
         })
         .collect();
     env.sort_by(|a, b| a.name.cmp(&b.name));
@@ -223,6 +231,20 @@ pub async fn memo_key(
     key.inputs.sort_by(|a, b| a.source.cmp(&b.source));
     let digest = Digest::of(&key.encode_to_vec());
     Ok((digest.to_string(), key))
+}
+
+/// What a memo key must not hold in plain text.
+pub struct Hidden<'a> {
+    /// Digests values under the data directory's key.
+    pub sealer: &'a Sealer,
+    /// The run's secret parameters: (name, value).
+    pub secrets: &'a [(String, String)],
+}
+
+impl Hidden<'_> {
+    fn hide(&self, text: &str) -> String {
+        crate::secrets::hide(self.sealer, self.secrets, text)
+    }
 }
 
 /// An earlier step run whose result can stand in for this one.
@@ -302,10 +324,16 @@ pub async fn lookup<S: ArtifactIndex>(
 }
 
 /// Puts a hit's files and folders back at the paths the step declares.
-pub async fn restore(blobs: &ArtifactStore, hit: &Hit) -> Result<()> {
+/// Each path must lie inside the step's working directory with no link on
+/// the way; a folder is merged into (files of the user's stay), and a file
+/// at one of the artifact's own paths is replaced, as running the step
+/// would have done.
+pub async fn restore(blobs: &ArtifactStore, hit: &Hit, workdir: &Path) -> Result<()> {
     for (kind, digest, path) in &hit.restore {
+        kaon_artifacts::no_link_below(workdir, path)
+            .with_context(|| format!("cannot restore {}", path.display()))?;
         blobs
-            .materialize(*kind, digest, path)
+            .materialize(*kind, digest, path, Existing::Replace)
             .await
             .with_context(|| {
                 format!("cannot restore {} from the artifact store", path.display())

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use kaon_artifacts::{ArtifactKind, ArtifactStore, Digest};
+use kaon_artifacts::{ArtifactKind, ArtifactStore, Digest, Existing};
 use kaon_exec::outputs::ArtifactLine;
 use kaon_store::{ArtifactFilter, ArtifactIndex, ArtifactRow, Batch, Direction, StateStore};
 use serde_json::json;
@@ -63,12 +63,21 @@ enum Verb {
     /// Writes an artifact to a path (a file, or a folder for folder
     /// artifacts), checking its digest. Inside a step it is also recorded
     /// as an input of the step.
+    ///
+    /// A folder artifact is merged into an existing folder: files of its
+    /// own that are missing are written, files already identical are left,
+    /// and nothing else there is touched. A file that differs from the
+    /// artifact's is never replaced without --force, and kaon never removes
+    /// a file, a folder or a link that stands in the way.
     Get {
         /// Its id, or a unique prefix of its id or digest.
         id: String,
         /// Where to write it.
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace files at the artifact's paths that differ from it.
+        #[arg(long)]
+        force: bool,
     },
     /// Stores a file or folder. Inside a step (where `$KAON_ARTIFACTS_FILE`
     /// is set) it becomes an artifact of the step's run when the step
@@ -110,6 +119,19 @@ enum Verb {
         #[arg(long, default_value_t = 10)]
         rows: usize,
     },
+    /// Reads every blob back and checks it against its digest, and that
+    /// every artifact's blobs are there. Exits 1 when something is broken.
+    ///
+    /// With --repair, a corrupt or missing blob is put back from a file
+    /// that still has its content (where an artifact was stored from);
+    /// one that cannot be is moved aside to `corrupt/` in the store (never
+    /// deleted), so that nothing reuses it and the step that made it runs
+    /// again when next needed.
+    Verify {
+        /// Put back or move aside what is broken.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Deletes blobs no artifact refers to, and leftovers of interrupted
     /// puts.
     Gc {
@@ -141,7 +163,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let data = &args.data;
         match args.command {
             Verb::Put { path, name, tags } => put(data, &path, name, &tags).await,
-            Verb::Get { id, output } => get(data, &id, &output).await,
+            Verb::Get { id, output, force } => get(data, &id, &output, force).await,
             Verb::List {
                 run,
                 step,
@@ -178,6 +200,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Verb::Inspect { id, rows } => {
                 inspect(data, &data.existing_store().await?, &id, rows).await
             }
+            Verb::Verify { repair } => verify(data, &data.existing_store().await?, repair).await,
             Verb::Gc { dry_run, min_age } => {
                 gc(data, &data.existing_store().await?, dry_run, min_age).await
             }
@@ -235,15 +258,20 @@ async fn list<S: ArtifactIndex>(store: &S, f: &ArtifactFilter, format: Format) -
     match format {
         Format::Json => {
             let v: Vec<_> = rows.iter().map(to_json).collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            kaon::outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Table => {
-            println!(
+            kaon::outln!(
                 "{:<18} {:<14} {:<4} {:>10}  {:<12}  {:<22} STEP",
-                "ID", "NAME", "KIND", "SIZE", "DIGEST", "RUN"
+                "ID",
+                "NAME",
+                "KIND",
+                "SIZE",
+                "DIGEST",
+                "RUN"
             );
             for a in &rows {
-                println!(
+                kaon::outln!(
                     "{:<18} {:<14} {:<4} {:>10}  {:<12}  {:<22} {}{}",
                     a.id,
                     a.name,
@@ -301,21 +329,21 @@ async fn show<S: ArtifactIndex>(
                     .collect::<Vec<_>>()
             );
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        kaon::outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("artifact {}", a.id);
-    println!("  name        {}", a.name);
-    println!(
+    kaon::outln!("artifact {}", a.id);
+    kaon::outln!("  name        {}", a.name);
+    kaon::outln!(
         "  kind        {} ({} file{})",
         a.kind,
         a.files,
         if a.files == 1 { "" } else { "s" }
     );
-    println!("  size        {} ({} bytes)", size(a.size), a.size);
-    println!("  media type  {}", a.media_type);
-    println!("  digest      {}", a.digest);
-    println!(
+    kaon::outln!("  size        {} ({} bytes)", size(a.size), a.size);
+    kaon::outln!("  media type  {}", a.media_type);
+    kaon::outln!("  digest      {}", a.digest);
+    kaon::outln!(
         "  blob        {}",
         if present {
             "present"
@@ -324,26 +352,26 @@ async fn show<S: ArtifactIndex>(
         }
     );
     if let Some(run) = &a.run {
-        println!(
+        kaon::outln!(
             "  made by     {} in run {run} (attempt {})",
             a.step_key.as_deref().unwrap_or("?"),
             a.attempt.unwrap_or(0)
         );
     } else {
-        println!("  made by     kaon artifacts put (no run)");
+        kaon::outln!("  made by     kaon artifacts put (no run)");
     }
     if let Some(m) = &a.memoized_from {
-        println!("  memoized    reuses {m}");
+        kaon::outln!("  memoized    reuses {m}");
     }
     if let Some(p) = &a.path {
-        println!("  written at  {p}");
+        kaon::outln!("  written at  {p}");
     }
-    println!("  created     {}", common::fmt_time(a.created_ms));
+    kaon::outln!("  created     {}", common::fmt_time(a.created_ms));
     if a.tags != "{}" {
-        println!("  tags        {}", a.tags);
+        kaon::outln!("  tags        {}", a.tags);
     }
     if !up.is_empty() {
-        println!(
+        kaon::outln!(
             "  read from   {}",
             up.iter()
                 .map(|e| e.from.as_str())
@@ -353,15 +381,15 @@ async fn show<S: ArtifactIndex>(
     }
     if !down.is_empty() {
         let readers: BTreeSet<String> = down.iter().map(|e| e.to.clone()).collect();
-        println!(
+        kaon::outln!(
             "  used for    {}",
             readers.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
     if let Some(m) = manifest {
-        println!("  files:");
+        kaon::outln!("  files:");
         for e in m.entries.iter().take(50) {
-            println!(
+            kaon::outln!(
                 "    {:<40} {:>10}  {}",
                 e.path,
                 size(e.size as i64),
@@ -369,7 +397,7 @@ async fn show<S: ArtifactIndex>(
             );
         }
         if m.entries.len() > 50 {
-            println!("    … {} more", m.entries.len() - 50);
+            kaon::outln!("    … {} more", m.entries.len() - 50);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -437,7 +465,7 @@ async fn put(
                 path: abs.display().to_string(),
             },
         )?;
-        println!("{name} {} ({})", stored.digest, size(stored.size as i64));
+        kaon::outln!("{name} {} ({})", stored.digest, size(stored.size as i64));
         return Ok(ExitCode::SUCCESS);
     }
     let mut tag_map = serde_json::Map::new();
@@ -474,32 +502,33 @@ async fn put(
             ..Batch::default()
         }])
         .await?;
-    println!("{id} {} ({})", stored.digest, size(stored.size as i64));
+    kaon::outln!("{id} {} ({})", stored.digest, size(stored.size as i64));
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(data: &DataArgs, id: &str, output: &Path) -> Result<ExitCode> {
+async fn get(data: &DataArgs, id: &str, output: &Path, force: bool) -> Result<ExitCode> {
     let store = data.existing_store().await?;
     let a = find(&store, id).await?;
     let blobs = step_blobs(data)?;
     let digest: Digest = a.digest.parse()?;
     let kind: ArtifactKind = a.kind.parse().map_err(anyhow::Error::msg)?;
-    match kind {
-        ArtifactKind::File => {
-            blobs.get_file(&digest, output).await?;
-        }
-        ArtifactKind::Dir => {
-            blobs.get_dir(&digest, output).await?;
-        }
-        ArtifactKind::Reference => {
-            let r = blobs.reference(&digest).await?;
-            bail!(
-                "{} is a reference: its files stay at {}, nothing to copy",
-                a.id,
-                r.url
-            );
-        }
+    if kind == ArtifactKind::Reference {
+        let r = blobs.reference(&digest).await?;
+        bail!(
+            "{} is a reference: its files stay at {}, nothing to copy",
+            a.id,
+            r.url
+        );
     }
+    let existing = if force {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    blobs
+        .materialize(kind, &digest, output, existing)
+        .await
+        .with_context(|| format!("cannot write {} to {}", a.id, output.display()))?;
     if let Some(file) = step_file() {
         append(
             &file,
@@ -556,12 +585,12 @@ async fn lineage<S: ArtifactIndex>(
                 })).collect::<Vec<_>>(),
                 "artifacts": rows.values().map(to_json).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            kaon::outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         LineageFormat::Dot => {
-            println!("digraph lineage {{\n  rankdir=LR;\n  node [shape=box];");
+            kaon::outln!("digraph lineage {{\n  rankdir=LR;\n  node [shape=box];");
             for (id, a) in &rows {
-                println!(
+                kaon::outln!(
                     "  \"{id}\" [label=\"{}\\n{}\\n{}\"];",
                     a.name,
                     short(&a.digest),
@@ -569,12 +598,12 @@ async fn lineage<S: ArtifactIndex>(
                 );
             }
             for e in &edges {
-                println!("  \"{}\" -> \"{}\";", e.from, e.to);
+                kaon::outln!("  \"{}\" -> \"{}\";", e.from, e.to);
             }
-            println!("}}");
+            kaon::outln!("}}");
         }
         LineageFormat::Tree => {
-            println!("{}", label(&root.id));
+            kaon::outln!("{}", label(&root.id));
             // Children of a node: the artifacts one hop further.
             let mut next: HashMap<&str, Vec<&str>> = HashMap::new();
             for e in &edges {
@@ -605,7 +634,7 @@ async fn lineage<S: ArtifactIndex>(
                 for (i, k) in kids.iter().enumerate() {
                     let last = i + 1 == kids.len();
                     let seen = path.iter().any(|p| p == k);
-                    println!(
+                    kaon::outln!(
                         "{prefix}{}{arrow} {}{}",
                         if last { "└─" } else { "├─" },
                         label(k),
@@ -630,7 +659,7 @@ async fn lineage<S: ArtifactIndex>(
                 &mut vec![root.id.clone()],
             );
             if edges.is_empty() {
-                println!(
+                kaon::outln!(
                     "  ({})",
                     if dir == Direction::Upstream {
                         "made from no recorded artifact"
@@ -654,7 +683,7 @@ async fn inspect<S: ArtifactIndex>(
     let blobs = data.blobs()?;
     let digest: Digest = a.digest.parse()?;
     let tmp = tempfile::tempdir()?;
-    println!(
+    kaon::outln!(
         "artifact {} {} ({}, {}, {})",
         a.id,
         a.name,
@@ -671,7 +700,7 @@ async fn inspect<S: ArtifactIndex>(
         }
         "dir" => {
             let m = blobs.manifest(&digest).await?;
-            println!("{} files", m.entries.len());
+            kaon::outln!("{} files", m.entries.len());
             let parquet: Vec<_> = m
                 .entries
                 .iter()
@@ -679,7 +708,7 @@ async fn inspect<S: ArtifactIndex>(
                 .collect();
             let chosen: Vec<_> = if parquet.is_empty() {
                 for e in m.entries.iter().take(20) {
-                    println!("  {:<40} {:>10}", e.path, size(e.size as i64));
+                    kaon::outln!("  {:<40} {:>10}", e.path, size(e.size as i64));
                 }
                 m.entries.iter().filter(|e| e.size > 0).take(1).collect()
             } else {
@@ -705,6 +734,141 @@ async fn inspect<S: ArtifactIndex>(
         super::inspect::text(f, rows)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the content of a blob may still be found: the paths its
+/// artifacts were stored from, and for a folder's file, that file in the
+/// folder.
+async fn sources<S: ArtifactIndex>(
+    store: &S,
+    d: &Digest,
+    entries: &HashMap<Digest, Vec<(Digest, String)>>,
+) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let with = |digest: &Digest| ArtifactFilter {
+        digest: Some(digest.to_string()),
+        ..ArtifactFilter::default()
+    };
+    for a in store.artifacts(&with(d)).await? {
+        out.extend(a.path.map(PathBuf::from));
+    }
+    for (dir, rel) in entries.get(d).into_iter().flatten() {
+        for a in store.artifacts(&with(dir)).await? {
+            if let Some(p) = a.path {
+                out.push(Path::new(&p).join(rel));
+            }
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+async fn verify<S: ArtifactIndex>(data: &DataArgs, store: &S, repair: bool) -> Result<ExitCode> {
+    use kaon_artifacts::ArtifactError;
+    let blobs = data.blobs()?;
+    let all = blobs.blobs().await?;
+    let mut broken: Vec<(Digest, String)> = Vec::new();
+    for (d, _, _) in &all {
+        match blobs.verify(d).await {
+            Ok(_) | Err(ArtifactError::Missing { .. }) => {}
+            Err(ArtifactError::Corrupt { actual, .. }) => {
+                broken.push((*d, format!("corrupt (its content hashes to {actual})")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // What the artifacts need: their blobs and, for folders, their files'.
+    let present: BTreeSet<Digest> = all.iter().map(|(d, _, _)| *d).collect();
+    let mut entries: HashMap<Digest, Vec<(Digest, String)>> = HashMap::new();
+    let mut needed: BTreeSet<Digest> = BTreeSet::new();
+    for (digest, kind) in store.digests().await? {
+        let Ok(d) = digest.parse::<Digest>() else {
+            continue;
+        };
+        if kind == "reference" {
+            continue;
+        }
+        needed.insert(d);
+        if kind == "dir"
+            && let Ok(m) = blobs.manifest(&d).await
+        {
+            for e in m.entries {
+                if let Ok(fd) = e.digest.parse::<Digest>() {
+                    needed.insert(fd);
+                    entries.entry(fd).or_default().push((d, e.path));
+                }
+            }
+        }
+    }
+    for d in needed.difference(&present) {
+        broken.push((*d, "missing".into()));
+    }
+    let mut left = 0;
+    for (d, what) in &broken {
+        let users: Vec<String> = store
+            .artifacts(&ArtifactFilter {
+                digest: Some(d.to_string()),
+                limit: Some(5),
+                ..ArtifactFilter::default()
+            })
+            .await?
+            .into_iter()
+            .map(|a| format!("{} {}", a.id, a.name))
+            .collect();
+        let used = if users.is_empty() {
+            String::new()
+        } else {
+            format!("; artifacts: {}", users.join(", "))
+        };
+        kaon::outln!("blob {d}: {what}{used}");
+        if !repair {
+            left += 1;
+            continue;
+        }
+        let mut fixed = None;
+        for p in sources(store, d, &entries).await? {
+            if let Ok(Some((ArtifactKind::File, have))) = kaon_artifacts::hash_path(&p).await
+                && have == *d
+                && blobs.put_file(&p).await.is_ok()
+                && blobs.verify(d).await.is_ok()
+            {
+                fixed = Some(p);
+                break;
+            }
+        }
+        match fixed {
+            Some(p) => kaon::outln!("  repaired from {}", p.display()),
+            None if what == "missing" => {
+                left += 1;
+                kaon::outln!(
+                    "  no file holds its content any more; the steps that made it run again when next needed"
+                );
+            }
+            None => {
+                let aside = blobs.quarantine(d).await?;
+                kaon::outln!(
+                    "  no file holds its content any more: moved aside to {aside}; the steps that made it run again when next needed"
+                );
+            }
+        }
+    }
+    kaon::outln!(
+        "checked {} blobs: {} broken{}",
+        all.len(),
+        broken.len(),
+        if repair {
+            format!(", {} left broken", left)
+        } else if broken.is_empty() {
+            String::new()
+        } else {
+            " (`kaon artifacts verify --repair` puts back what it can)".into()
+        }
+    );
+    Ok(if left == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn gc<S: ArtifactIndex>(
@@ -745,9 +909,9 @@ async fn gc<S: ArtifactIndex>(
     let bytes: u64 = doomed.iter().map(|(_, s)| s).sum();
     if dry_run {
         for (d, s) in &doomed {
-            println!("would delete {d} ({})", size(*s as i64));
+            kaon::outln!("would delete {d} ({})", size(*s as i64));
         }
-        println!(
+        kaon::outln!(
             "{} of {} blobs ({}) are unreferenced; nothing deleted (--dry-run)",
             doomed.len(),
             all.len(),
@@ -759,7 +923,7 @@ async fn gc<S: ArtifactIndex>(
         blobs.delete(d).await?;
     }
     let tmp = blobs.clean_tmp(min_age).await?;
-    println!(
+    kaon::outln!(
         "deleted {} of {} blobs ({}), {tmp} leftover upload{}",
         doomed.len(),
         all.len(),

@@ -59,7 +59,7 @@ async fn explain<S: StateStore + ArtifactIndex>(
     }
     for n in &nodes {
         let Some(k) = store.key_of(run, n.id).await? else {
-            println!(
+            kaon::outln!(
                 "{}: no memo key (the step has `cache = false`, is of a kind kaon does not cache, or never launched)",
                 n.key
             );
@@ -73,10 +73,10 @@ async fn explain<S: StateStore + ArtifactIndex>(
                 Some(f) => f,
                 None => "an earlier run".into(),
             };
-            println!("{}: memoized, the result of {from} (key {})", n.key, k.key);
+            kaon::outln!("{}: memoized, the result of {from} (key {})", n.key, k.key);
             continue;
         }
-        println!("{}: ran (key {})", n.key, k.key);
+        kaon::outln!("{}: ran (key {})", n.key, k.key);
         let earlier: Vec<KeyRow> = store
             .keys(&k.step, 500)
             .await?
@@ -85,9 +85,10 @@ async fn explain<S: StateStore + ArtifactIndex>(
             .collect();
         let same: Vec<&KeyRow> = earlier.iter().filter(|e| e.key == k.key).collect();
         if let Some(e) = same.first() {
-            println!(
+            kaon::outln!(
                 "  {} in run {} had the same key; its result was not reused because the run asked not to (--no-cache) or that step did not succeed with every artifact still in the store",
-                e.step_key, e.run
+                e.step_key,
+                e.run
             );
             continue;
         }
@@ -107,19 +108,19 @@ async fn explain<S: StateStore + ArtifactIndex>(
             }
         }
         match best {
-            None => println!(
+            None => kaon::outln!(
                 "  no earlier run of `{}` to compare with: a first run",
                 k.step
             ),
             Some((_, e, d)) => {
-                println!(
+                kaon::outln!(
                     "  closest earlier: {} in run {} ({}); what changed:",
                     e.step_key,
                     e.run,
                     common::fmt_time(e.created_ms)
                 );
                 for line in d {
-                    println!("    {line}");
+                    kaon::outln!("    {line}");
                 }
             }
         }
@@ -221,6 +222,9 @@ fn diff(old: &MemoKey, new: &MemoKey) -> Vec<String> {
     let n = old.argv.len().max(new.argv.len());
     for i in 0..n {
         match (old.argv.get(i), new.argv.get(i)) {
+            (Some(a), Some(b)) if a != b && (a.contains("«secret ") || b.contains("«secret ")) => {
+                out.push(format!("argv[{i}]: changed (it holds a secret parameter)"))
+            }
             (Some(a), Some(b)) if a != b => out.push(format!("argv[{i}]: {a:?} → {b:?}")),
             (Some(a), None) => out.push(format!("argv[{i}]: removed (was {a:?})")),
             (None, Some(b)) => out.push(format!("argv[{i}]: added {b:?}")),
@@ -230,19 +234,27 @@ fn diff(old: &MemoKey, new: &MemoKey) -> Vec<String> {
     if old.script != new.script {
         out.push("script: changed".into());
     }
-    map_diff(
-        "env",
-        old.env
+    // Environment values are stored as keyed digests (they may be
+    // secrets): say that one changed, never what it was.
+    let env = |k: &MemoKey| -> BTreeMap<String, String> {
+        k.env
             .iter()
             .map(|e| (e.name.clone(), e.value.clone()))
-            .collect(),
-        new.env
-            .iter()
-            .map(|e| (e.name.clone(), e.value.clone()))
-            .collect(),
-        false,
-        &mut out,
-    );
+            .collect()
+    };
+    let (oe, ne) = (env(old), env(new));
+    for (name, v) in &ne {
+        match oe.get(name) {
+            None => out.push(format!("env {name}: added")),
+            Some(o) if o != v => out.push(format!("env {name}: changed")),
+            Some(_) => {}
+        }
+    }
+    for name in oe.keys() {
+        if !ne.contains_key(name) {
+            out.push(format!("env {name}: removed"));
+        }
+    }
     if old.workdir != new.workdir {
         out.push(format!("workdir: {} → {}", old.workdir, new.workdir));
     }

@@ -49,7 +49,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
         let store = Arc::new(args.data.existing_store().await?);
         let row = common::find_run(&store, &args.run).await?;
         if let Some(s) = RunStatus::parse(&row.status).filter(|s| s.is_terminal()) {
-            println!("run {} already ended: {}", row.id, s.name());
+            kaon::outln!("run {} already ended: {}", row.id, s.name());
             return Ok(ExitCode::SUCCESS);
         }
         let live = row
@@ -70,7 +70,9 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
                 kill_grace: args.kill_grace,
                 cancel: Some(args.reason.clone()),
             };
-            common::drive(&args.data, store, v, Start::Resume(&row), drive).await?;
+            // Cancelling launches nothing: no parameters are needed.
+            let none = serde_json::Map::new();
+            common::drive(&args.data, store, v, Start::Resume(&row, none), drive).await?;
             return Ok(ExitCode::SUCCESS);
         }
         store
@@ -82,7 +84,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
                 driver::now_ms() as i64,
             )
             .await?;
-        println!("asked run {} to cancel", row.id);
+        kaon::outln!("asked run {} to cancel", row.id);
         if args.no_wait {
             return Ok(ExitCode::SUCCESS);
         }
@@ -91,7 +93,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let r = common::find_run(&store, &row.id).await?;
             if let Some(s) = RunStatus::parse(&r.status).filter(|s| s.is_terminal()) {
-                println!("run {} ended: {}", r.id, s.name());
+                kaon::outln!("run {} ended: {}", r.id, s.name());
                 return Ok(ExitCode::SUCCESS);
             }
         }

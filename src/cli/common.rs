@@ -42,8 +42,28 @@ impl DataArgs {
         std::path::absolute(&root).unwrap_or(root)
     }
 
+    /// Creates the data directory, private to its owner, if it is missing.
+    fn ensure_dir(&self) -> Result<()> {
+        kaon_exec::files::create_private_dir(&self.data_dir).with_context(|| {
+            format!(
+                "cannot create kaon's data directory {}",
+                self.data_dir.display()
+            )
+        })
+    }
+
+    /// The data directory's sealer of secrets (its key is made on first
+    /// use).
+    pub fn sealer(&self) -> Result<kaon::secrets::Sealer> {
+        self.ensure_dir()?;
+        kaon::secrets::Sealer::open(&self.data_dir)
+    }
+
     /// Opens the artifact store.
     pub fn blobs(&self) -> Result<ArtifactStore> {
+        if self.artifacts.is_none() {
+            self.ensure_dir()?;
+        }
         let url = match &self.artifacts {
             Some(u) => u.clone(),
             None => self.data_dir.join("artifacts").display().to_string(),
@@ -133,8 +153,9 @@ pub enum Start<'a> {
         /// Its options.
         options: RunOptions,
     },
-    /// A stored run to carry on.
-    Resume(&'a RunRow),
+    /// A stored run to carry on, with the parameters given now (`-p` and
+    /// `from_env`/`from_file`): its secrets, which the store does not keep.
+    Resume(&'a RunRow, Map<String, Value>),
 }
 
 /// Drives a run to its end and prints the summary; returns the exit code.
@@ -149,31 +170,48 @@ pub async fn drive(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let blobs = data.blobs()?;
     let config = kaon::config::Config::load()?;
-    let secret = kaon_spark::callback::load_secret(&data.data_dir.join("secret"))
-        .context("cannot read or create kaon's secret")?;
-    let (listener, url) = callback_listener(data, &config).await?;
+    // Spark listeners post to a local endpoint; a run without Spark steps
+    // listens on no port at all.
+    let (callback, listener) = if uses_spark(&validated) {
+        let secret = kaon_spark::callback::load_secret(&data.data_dir.join("secret"))
+            .with_context(|| {
+                format!(
+                    "cannot read or create kaon's secret {}",
+                    data.data_dir.join("secret").display()
+                )
+            })?;
+        let (listener, url) = callback_listener(data, &config).await?;
+        (Some(Callback { url, secret }), Some((listener, secret)))
+    } else {
+        (None, None)
+    };
     let exec = SparkExecutor::new(
         data.logs(),
         tx.clone(),
         Duration::from_millis(250),
         args.kill_grace,
         config.spark.clone(),
-        Some(Callback { url, secret }),
+        callback,
         Some(blobs.clone()),
     )
     .with_data_dir(&data.data_dir);
     let (stop_callback, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(kaon_spark::callback::serve(
-        listener,
-        secret,
-        exec.sink(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = listener.map(|(listener, secret)| {
+        tokio::spawn(kaon_spark::callback::serve(
+            listener,
+            secret,
+            exec.sink(),
+            async move {
+                let _ = stopped.await;
+            },
+        ))
+    });
+    let sealer = data.sealer()?;
+    let cancel = args.cancel;
     let opts = DriverOptions {
         capacity: args.capacity,
         inbox_every: Duration::from_millis(200),
+        sealer: sealer.clone(),
     };
     let mut d = Driver::new(
         store.clone(),
@@ -195,14 +233,14 @@ pub async fn drive(
             let row = driver::new_run_row(
                 &id,
                 &validated,
-                &params,
+                &sealer.seal_params(&validated.workflow.params, &params),
                 &options,
                 None,
                 &owner,
                 driver::now_ms(),
             );
             store.create_run(&row).await?;
-            println!(
+            kaon::outln!(
                 "run {id}: {} ({})",
                 validated.workflow.name,
                 validated.workflow.path.display()
@@ -210,25 +248,46 @@ pub async fn drive(
             d.start_new(&id, validated, params, options);
             id
         }
-        Start::Resume(row) => {
+        Start::Resume(row, current) => {
             claim_orphan(store.as_ref(), row, &owner).await?;
-            d.resume(row, validated).await?;
+            let stored: Map<String, Value> = serde_json::from_str(&row.params)
+                .with_context(|| format!("run {}: stored parameters are damaged", row.id))?;
+            // A run being cancelled launches nothing: its secrets stay sealed.
+            let params = if cancel.is_some() {
+                stored
+            } else {
+                sealer.unseal_params(&validated.workflow.params, &stored, &current)?
+            };
+            d.resume(row, validated, params).await?;
             row.id.clone()
         }
     };
-    if let Some(reason) = args.cancel {
+    if let Some(reason) = cancel {
         d.cancel_at_start(&reason);
     }
     let result = d.drive().await;
     d.release().await;
     let _ = stop_callback.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if let Some(server) = server {
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    }
     let status = result?;
+    // The end was committed; make sure it was committed somewhere.
+    store.check_present()?;
     match (status, d.root_state()) {
-        (Some(_), Some(state)) => println!("{}", progress::summary(state, begun.elapsed())),
-        _ => println!("run {id} left running; `kaon resume {id}` carries it on"),
+        (Some(_), Some(state)) => kaon::outln!("{}", progress::summary(state, begun.elapsed())),
+        _ => kaon::outln!("run {id} left running; `kaon resume {id}` carries it on"),
     }
     Ok(exit_code(status))
+}
+
+/// Whether a workflow or one of its sub-workflows has a Spark step.
+fn uses_spark(v: &Validated) -> bool {
+    v.workflow
+        .steps
+        .values()
+        .any(|s| matches!(s.kind, kaon_model::spec::StepKind::Spark(_)))
+        || v.children.values().any(uses_spark)
 }
 
 /// The socket Spark listeners post to and the URL they are given:
@@ -265,7 +324,17 @@ async fn callback_listener(
             .context("cannot listen on 127.0.0.1 for Spark listener events")?,
     };
     let addr = l.local_addr()?;
-    let _ = std::fs::write(&port_file, addr.port().to_string());
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&port_file)
+            .and_then(|mut f| f.write_all(addr.port().to_string().as_bytes()));
+    }
     Ok((l, format!("http://{addr}")))
 }
 
@@ -290,6 +359,32 @@ pub async fn claim_orphan(store: &SqliteStore, row: &RunRow, owner: &str) -> Res
         )
         .await
         .with_context(|| format!("cannot take over run {}", row.id))
+}
+
+/// The parameters given to a run now: `-p NAME=VALUE` (each name once),
+/// then each parameter's `from_env` or `from_file` source.
+pub fn given_params(args: &[String], v: &Validated) -> Result<Map<String, Value>> {
+    let mut m = Map::new();
+    for a in args {
+        let Some((k, val)) = a.split_once('=') else {
+            bail!("-p {a}: expected NAME=VALUE");
+        };
+        let k = k.trim();
+        if m.contains_key(k) {
+            bail!(
+                "-p {k}=...: parameter `{k}` is given twice; give it once (a list is written as JSON: -p {k}='[\"a\", \"b\"]')"
+            );
+        }
+        m.insert(k.to_string(), Value::String(val.to_string()));
+    }
+    let base = v
+        .workflow
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    kaon::secrets::take_from_sources(&v.workflow.params, &mut m, &base)?;
+    Ok(m)
 }
 
 /// Loads the workflow a stored run was started from, checking it did not

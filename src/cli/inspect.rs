@@ -23,7 +23,7 @@ pub fn parquet(files: &[PathBuf], rows: usize) -> Result<()> {
         total_rows += meta.file_metadata().num_rows();
         groups += meta.num_row_groups();
         if files.len() > 1 {
-            println!(
+            kaon::outln!(
                 "  {}: {} rows in {} row group{}",
                 name(f),
                 meta.file_metadata().num_rows(),
@@ -32,7 +32,7 @@ pub fn parquet(files: &[PathBuf], rows: usize) -> Result<()> {
             );
         }
     }
-    println!(
+    kaon::outln!(
         "parquet: {total_rows} rows, {groups} row group{}{}",
         if groups == 1 { "" } else { "s" },
         if files.len() > 1 {
@@ -58,16 +58,16 @@ pub fn parquet(files: &[PathBuf], rows: usize) -> Result<()> {
             .first()
             .map(|c| format!("{:?}", c.compression()))
             .unwrap_or_default();
-        println!(
+        kaon::outln!(
             "  row group {i}: {} rows, {} bytes, {codec}",
             rg.num_rows(),
             rg.total_byte_size()
         );
     }
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-    println!("schema:");
+    kaon::outln!("schema:");
     for field in builder.schema().fields() {
-        println!(
+        kaon::outln!(
             "  {}: {}{}",
             field.name(),
             field.data_type(),
@@ -94,8 +94,8 @@ pub fn parquet(files: &[PathBuf], rows: usize) -> Result<()> {
             *last = last.slice(0, last.num_rows() - over);
         }
     }
-    println!("first {} rows:", got.min(rows));
-    println!("{}", pretty_format_batches(&batches)?);
+    kaon::outln!("first {} rows:", got.min(rows));
+    kaon::outln!("{}", pretty_format_batches(&batches)?);
     Ok(())
 }
 
@@ -113,14 +113,14 @@ pub fn text(f: &Path, rows: usize) -> Result<()> {
         match std::str::from_utf8(&head) {
             Ok(s) => lines.push(s.trim_end_matches(['\n', '\r']).to_string()),
             Err(_) => {
-                println!("(binary content)");
+                kaon::outln!("(binary content)");
                 return Ok(());
             }
         }
     }
-    println!("first {} lines of {}:", lines.len(), name(f));
+    kaon::outln!("first {} lines of {}:", lines.len(), name(f));
     for l in lines {
-        println!("  {l}");
+        kaon::outln!("  {l}");
     }
     Ok(())
 }

@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 driver::now_ms() as i64,
             )
             .await?;
-        println!("asked run {} to kill {}", row.id, targets.join(", "));
+        kaon::outln!("asked run {} to kill {}", row.id, targets.join(", "));
         if args.no_wait {
             return Ok(ExitCode::SUCCESS);
         }
@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .collect();
             if still.is_empty() {
                 for n in nodes.iter().filter(|n| targets.contains(&n.key)) {
-                    println!("{}: {}", n.key, n.state);
+                    kaon::outln!("{}: {}", n.key, n.state);
                 }
                 return Ok(ExitCode::SUCCESS);
             }

@@ -73,12 +73,36 @@ async fn show(args: Args) -> Result<ExitCode> {
     {
         let store = args.data.existing_store().await?;
         let row = common::find_run(&store, &args.run).await?;
-        let nodes: Vec<NodeRow> = store
-            .nodes_named(&row.id, &args.step)
-            .await?
+        let runs_program = |n: &NodeRow| matches!(n.kind.as_str(), "command" | "spark");
+        let named = store.nodes_named(&row.id, &args.step).await?;
+        if let Some(n) = named.first()
+            && !named.iter().any(runs_program)
+        {
+            bail!(
+                "`{}` in run {} is a {} step: it runs no program, so it has no logs",
+                args.step,
+                row.id,
+                n.kind
+            );
+        }
+        let (nodes, not_run): (Vec<NodeRow>, Vec<NodeRow>) = named
             .into_iter()
-            .filter(|n| matches!(n.kind.as_str(), "command" | "spark"))
-            .collect();
+            .filter(runs_program)
+            .partition(|n| n.attempt > 0);
+        if nodes.is_empty()
+            && let Some(n) = not_run.first()
+        {
+            let state = if not_run.iter().all(|m| m.state == n.state) {
+                n.state.as_str()
+            } else {
+                "not run"
+            };
+            bail!(
+                "`{}` in run {} has no logs: it never started (it is {state})",
+                args.step,
+                row.id
+            );
+        }
         if nodes.is_empty() {
             let all = store.nodes(&row.id).await?;
             let mut names: Vec<&str> = all

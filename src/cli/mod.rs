@@ -198,12 +198,8 @@ fn check_runtimes(loaded: &mut Loaded) {
 /// Writes to stdout; a reader that went away (`kaon plan wf.toml | head`)
 /// is not an error.
 fn emit(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    kaon::out!("{text}");
+    Ok(())
 }
 
 /// A workflow file argument.

@@ -35,6 +35,11 @@ pub struct Args {
     /// Memory steps may use together, e.g. `16g` (default: this machine's).
     #[arg(long, value_parser = common::parse_size)]
     memory: Option<u64>,
+    /// A secret parameter's value, `name=value`, when the run was given
+    /// it with `-p` (kaon does not store secrets). Parameters with
+    /// `from_env` or `from_file` are read again from there.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
     /// Time between SIGTERM and SIGKILL when a step is stopped.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     kill_grace: Duration,
@@ -47,7 +52,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
         let store = Arc::new(args.data.existing_store().await?);
         let row = common::find_run(&store, &args.run).await?;
         if let Some(status) = RunStatus::parse(&row.status).filter(|s| s.is_terminal()) {
-            println!("run {} already ended: {}", row.id, status.name());
+            kaon::outln!("run {} already ended: {}", row.id, status.name());
             return Ok(common::exit_code(Some(status)));
         }
         if row.parent.is_some() {
@@ -64,6 +69,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
             kill_grace: args.kill_grace,
             cancel: None,
         };
-        common::drive(&args.data, store, v, Start::Resume(&row), drive).await
+        let given = common::given_params(&args.params, &v)?;
+        common::drive(&args.data, store, v, Start::Resume(&row, given), drive).await
     })?
 }

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use kaon_engine::{FailurePolicy, RunOptions};
 use kaon_store::{Durability, RunFilter, StateStore};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::common::{self, DataArgs, DriveArgs, Start};
 use super::{Check, FileArg, load_reporting};
@@ -97,17 +97,6 @@ impl From<DurabilityArg> for Durability {
     }
 }
 
-fn parse_params(args: &[String]) -> Result<Map<String, Value>> {
-    let mut m = Map::new();
-    for a in args {
-        let Some((k, v)) = a.split_once('=') else {
-            bail!("-p {a}: expected NAME=VALUE");
-        };
-        m.insert(k.trim().to_string(), Value::String(v.to_string()));
-    }
-    Ok(m)
-}
-
 pub fn run(args: Args, color: bool) -> Result<ExitCode> {
     let (loaded, ok) = load_reporting(
         &args.file.file,
@@ -118,12 +107,21 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
     let Some(v) = loaded.result.filter(|_| ok) else {
         return Ok(ExitCode::from(2));
     };
-    let given = parse_params(&args.params)?;
+    let given = common::given_params(&args.params, &v)?;
     let params = match kaon_engine::eval::bind_params(&v.workflow.params, &given) {
         Ok(p) => p,
         Err(errs) => {
             for e in errs {
                 eprintln!("error: {e}");
+            }
+            // Parameters with a source say where their value is looked for.
+            for (name, p) in &v.workflow.params {
+                if p.source.is_some() && p.default.is_none() && !given.contains_key(name) {
+                    eprintln!(
+                        "help: `{name}` is read at run time: {}",
+                        kaon::secrets::how_to_give(name, Some(p))
+                    );
+                }
             }
             return Ok(ExitCode::from(2));
         }
@@ -150,7 +148,9 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
         // An interrupted run of the same file and parameters is carried on.
         if !args.new {
             let path = std::path::absolute(&v.workflow.path)?.display().to_string();
-            let params_text = Value::Object(params.clone()).to_string();
+            // Stored parameters have their secrets sealed: compare sealed.
+            let sealed = args.data.sealer()?.seal_params(&v.workflow.params, &params);
+            let params_text = Value::Object(sealed).to_string();
             let unfinished = store
                 .list_runs(&RunFilter {
                     status: Some("running".into()),
@@ -172,12 +172,12 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
                     );
                     break;
                 }
-                println!("run {}: carrying on the interrupted run", row.id);
+                kaon::outln!("run {}: carrying on the interrupted run", row.id);
                 return common::drive(
                     &args.data,
                     store.clone(),
                     v.clone(),
-                    Start::Resume(&row),
+                    Start::Resume(&row, given.clone()),
                     drive,
                 )
                 .await;

@@ -56,11 +56,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .as_deref()
             .is_some_and(|o| driver::owner_alive(o, row.heartbeat_ms));
         if live {
-            println!("sent signal `{}` to run {}", args.name, row.id);
+            kaon::outln!("sent signal `{}` to run {}", args.name, row.id);
         } else {
-            println!(
+            kaon::outln!(
                 "stored signal `{}` for run {}; nothing drives the run now, so it takes effect at `kaon resume {}`",
-                args.name, row.id, row.id
+                args.name,
+                row.id,
+                row.id
             );
         }
         Ok(ExitCode::SUCCESS)

@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         d.source == kaon_spark::dist::Source::Managed && req.matches(&d.version)
                     })
                 {
-                    println!(
+                    kaon::outln!(
                         "Spark {} is installed ({}): {}",
                         d.version,
                         req,
@@ -72,13 +72,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     );
                     continue;
                 }
-                println!(
+                kaon::outln!(
                     "installing Spark {req} ({}) into {} ...",
                     req.pip_requirement(),
                     dir.display()
                 );
                 let d = kaon_spark::install(&req, &dir, &python)?;
-                println!(
+                kaon::outln!(
                     "installed Spark {} (Scala {}): {}",
                     d.version,
                     d.scala,
@@ -90,12 +90,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Verb::List => {
             let reg = Registry::discover(&config.spark);
             if reg.dists.is_empty() && reg.problems.is_empty() {
-                println!("no Spark runtime found; `kaon spark install 3.5` installs one");
+                kaon::outln!("no Spark runtime found; `kaon spark install 3.5` installs one");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<8} {:<6} {:<10} SPARK_HOME", "VERSION", "SCALA", "FROM");
+            kaon::outln!("{:<8} {:<6} {:<10} SPARK_HOME", "VERSION", "SCALA", "FROM");
             for d in &reg.dists {
-                println!(
+                kaon::outln!(
                     "{:<8} {:<6} {:<10} {}",
                     d.version.to_string(),
                     d.scala,

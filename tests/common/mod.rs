@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The binary under test: this build's, or `KAON_TEST_BIN` (to run the
+/// suite against another build, e.g. to see a test fail before its fix).
+pub fn kaon_bin() -> PathBuf {
+    std::env::var_os("KAON_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kaon")))
+}
+
 /// A scratch workspace: a folder for workflow files and a data directory.
 pub struct Kaon {
     pub dir: tempfile::TempDir,
@@ -36,7 +44,7 @@ impl Kaon {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kaon"));
+        let mut c = Command::new(kaon_bin());
         c.args(args)
             .current_dir(self.dir.path())
             .env("KAON_DATA_DIR", self.data())

@@ -65,6 +65,57 @@ pub enum ArtifactError {
         /// The path.
         path: PathBuf,
     },
+    /// A symbolic link in an output leads out of the folder being stored.
+    #[error(
+        "{}: a symbolic link to {}, outside {}; kaon stores only what lies inside an output",
+        link.display(), target.display(), root.display()
+    )]
+    LinkOutside {
+        /// The link.
+        link: PathBuf,
+        /// Where it leads.
+        target: PathBuf,
+        /// The folder it should stay in.
+        root: PathBuf,
+    },
+    /// A path that leaves the folder it must stay in (`..`, absolute).
+    #[error("{}: lies outside {}; outputs stay inside their step's folder", path.display(), root.display())]
+    Outside {
+        /// The path.
+        path: PathBuf,
+        /// The folder it should stay in.
+        root: PathBuf,
+    },
+    /// A symbolic link stands where an artifact would be written.
+    #[error("{}: is a symbolic link; kaon does not write through links", path.display())]
+    LinkInTheWay {
+        /// The link.
+        path: PathBuf,
+    },
+    /// Something that is not the artifact's stands where it would be written.
+    #[error("{}: is {what}, in the way of the artifact; kaon does not remove it", path.display())]
+    InTheWay {
+        /// The path.
+        path: PathBuf,
+        /// "a folder" or "a file".
+        what: &'static str,
+    },
+    /// Files at the destination differ from the artifact's, and replacing
+    /// them was not asked for.
+    #[error(
+        "{} file(s) under {} differ from the artifact's ({}{}); nothing was written (--force replaces them)",
+        paths.len() + more, dest.display(),
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        if *more > 0 { ", ..." } else { "" }
+    )]
+    Conflicts {
+        /// Where the artifact was to go.
+        dest: PathBuf,
+        /// The first few files that differ.
+        paths: Vec<PathBuf>,
+        /// How many more.
+        more: usize,
+    },
     /// A file changed while it was being stored.
     #[error("{}: changed while it was being stored; nothing was kept", path.display())]
     Changed {

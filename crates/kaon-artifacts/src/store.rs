@@ -74,6 +74,17 @@ pub struct Stored {
     pub files: u64,
 }
 
+/// What [`ArtifactStore::materialize`] does with a file that is already at
+/// one of the artifact's paths with other content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Fail before writing anything (`kaon artifacts get`).
+    Refuse,
+    /// Replace it (a memo restore at the step's own declared output, which
+    /// running the step would have overwritten too; `get --force`).
+    Replace,
+}
+
 /// A content-addressed blob store over an [`ObjectStore`].
 ///
 /// Contract:
@@ -96,6 +107,18 @@ pub struct ArtifactStore {
     /// while hashing, then link into place if absent. Remote stores hash
     /// first so content already there is never uploaded again.
     staged: bool,
+}
+
+/// Test hook: `KAON_FAILPOINT=<name>` makes the process die (SIGABRT, no
+/// clean-up, like a SIGKILL) at the named point, so tests can check what
+/// a crash there leaves behind. Shared by kaon's crates (the Spark
+/// executor has its own points).
+#[doc(hidden)]
+pub fn failpoint(name: &str) {
+    if std::env::var("KAON_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("kaon: failpoint {name}: aborting");
+        std::process::abort();
+    }
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -280,10 +303,59 @@ impl ArtifactStore {
         }
     }
 
+    /// Whether the object at `at` (a blob) holds what its name says. A
+    /// local store reads it through and hashes it; a remote one compares
+    /// the size only (reading back every object would cost a download per
+    /// put), and `kaon artifacts verify` checks remote content. Missing is
+    /// not sound.
+    async fn sound_at(&self, at: &ObjPath, size: u64) -> Result<bool, ArtifactError> {
+        let Some(d) = at.filename().and_then(|n| n.parse::<Digest>().ok()) else {
+            return Ok(false);
+        };
+        if !self.staged {
+            return match self.inner.head(at).await {
+                Ok(m) => Ok(m.size == size),
+                Err(e) if is_not_found(&e) => Ok(false),
+                Err(e) => Err(self.err()(e)),
+            };
+        }
+        match self.verify(&d).await {
+            Ok(n) => Ok(n == size),
+            Err(ArtifactError::Corrupt { .. } | ArtifactError::Missing { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads every blob through and returns those whose content does not
+    /// hash to their name, with what it hashes to.
+    pub async fn check_all(&self) -> Result<Vec<(Digest, Digest)>, ArtifactError> {
+        let mut bad = Vec::new();
+        for (d, _, _) in self.blobs().await? {
+            match self.verify(&d).await {
+                Ok(_) | Err(ArtifactError::Missing { .. }) => {}
+                Err(ArtifactError::Corrupt { actual, .. }) => bad.push((d, actual)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(bad)
+    }
+
+    /// Moves a blob out of `blobs/` into `corrupt/` (kept for inspection,
+    /// never deleted): the blob is then missing, so nothing reuses it and
+    /// the next put of its content writes it anew.
+    pub async fn quarantine(&self, d: &Digest) -> Result<String, ArtifactError> {
+        let to = self.at(&["corrupt", &format!("{}-{}", d.hex(), unique())]);
+        self.inner
+            .rename(&self.blob(d), &to)
+            .await
+            .map_err(self.err())?;
+        Ok(to.to_string())
+    }
+
     /// Stores bytes held in memory (manifests, small values).
     pub async fn put_bytes(&self, bytes: Bytes) -> Result<Digest, ArtifactError> {
         let d = Digest::of(&bytes);
-        if !self.staged && self.contains(&d).await? {
+        if !self.staged && self.sound_at(&self.blob(&d), bytes.len() as u64).await? {
             return Ok(d);
         }
         self.create(&self.blob(&d), bytes).await?;
@@ -303,7 +375,19 @@ impl ArtifactStore {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_exists(&e) => Ok(()),
+            // Same name: the same content unless the blob went bad, in
+            // which case this put is the repair.
+            Err(e) if is_exists(&e) => {
+                if self.sound_at(at, bytes.len() as u64).await? {
+                    Ok(())
+                } else {
+                    self.inner
+                        .put(at, PutPayload::from_bytes(bytes))
+                        .await
+                        .map(|_| ())
+                        .map_err(self.err())
+                }
+            }
             // Stores without conditional writes: a plain put of identical
             // content is atomic and harmless.
             Err(e) if is_unsupported(&e) => self
@@ -386,13 +470,19 @@ impl ArtifactStore {
         let tmp = self.at(&["tmp", &unique()]);
         let (w, digest, size) = self.stream(path, &tmp).await?;
         w.finish().await.map_err(self.err())?;
-        let result = match self
-            .inner
-            .copy_if_not_exists(&tmp, &self.blob(&digest))
-            .await
-        {
+        failpoint("artifact-put");
+        let blob = self.blob(&digest);
+        let result = match self.inner.copy_if_not_exists(&tmp, &blob).await {
             Ok(()) => Ok(()),
-            Err(e) if is_exists(&e) => Ok(()),
+            // A blob that does not hold what its name says is replaced
+            // (atomically: the local backend links, then renames).
+            Err(e) if is_exists(&e) => {
+                if self.sound_at(&blob, size).await? {
+                    Ok(())
+                } else {
+                    self.inner.copy(&tmp, &blob).await.map_err(self.err())
+                }
+            }
             Err(e) if is_unsupported(&e) => self
                 .inner
                 .copy(&tmp, &self.blob(&digest))
@@ -420,7 +510,7 @@ impl ArtifactStore {
             path: path.to_path_buf(),
             source: std::io::Error::other(e),
         })??;
-        if self.contains(&digest).await? {
+        if self.sound_at(&self.blob(&digest), size).await? {
             return Ok((digest, size));
         }
         if size <= PART as u64 {
@@ -555,84 +645,72 @@ impl ArtifactStore {
         result
     }
 
-    /// Writes a folder artifact to `dest`, replacing what is there. The
-    /// folder is built beside `dest` and swapped in once every file checks.
-    pub async fn get_dir(&self, d: &Digest, dest: &Path) -> Result<u64, ArtifactError> {
-        let manifest = self.manifest(d).await?;
-        let tmp = temp_beside(dest);
-        let result = async {
-            tokio::fs::create_dir_all(&tmp)
-                .await
-                .map_err(ArtifactError::io(&tmp))?;
-            let mut total = 0u64;
-            for e in &manifest.entries {
-                let rel = safe_relative(&e.path).ok_or_else(|| ArtifactError::BadRecord {
-                    digest: *d,
-                    what: "manifest",
-                    reason: format!("entry path `{}` leaves the folder", e.path),
-                })?;
-                let fd: Digest =
-                    e.digest
-                        .parse()
-                        .map_err(|err: crate::BadDigest| ArtifactError::BadRecord {
-                            digest: *d,
-                            what: "manifest",
-                            reason: err.to_string(),
-                        })?;
-                let target = tmp.join(rel);
-                total += self.get_file(&fd, &target).await?;
-                if e.executable {
-                    set_executable(&target)?;
-                }
-            }
-            Ok(total)
-        }
-        .await;
-        match result {
-            Ok(total) => {
-                if tokio::fs::metadata(dest).await.is_ok() {
-                    remove_path(dest).await?;
-                }
-                tokio::fs::rename(&tmp, dest)
-                    .await
-                    .map_err(ArtifactError::io(dest))?;
-                Ok(total)
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_dir_all(&tmp).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Puts an artifact at `dest` unless `dest` already holds exactly it.
-    /// Returns true when something was written.
+    /// Puts an artifact at `dest`, merging into what is there: files the
+    /// artifact holds are written (each to a temporary name beside it,
+    /// renamed once its digest checks), files already identical are left
+    /// as they are, and nothing else under `dest` is touched or removed.
+    /// A file at one of the artifact's paths with other content is
+    /// replaced only with [`Existing::Replace`]; with [`Existing::Refuse`]
+    /// the call fails before writing anything. A folder, a file or a
+    /// symbolic link standing where the artifact needs the other is an
+    /// error, never removed, and no link at or under `dest` is written
+    /// through. Returns how many files were written.
     pub async fn materialize(
         &self,
         kind: ArtifactKind,
         d: &Digest,
         dest: &Path,
-    ) -> Result<bool, ArtifactError> {
-        if let Ok(Some((k, have))) = hash_path(dest).await
-            && k == kind
-            && have == *d
-        {
-            return Ok(false);
-        }
-        match kind {
-            ArtifactKind::File => {
-                if tokio::fs::metadata(dest).await.is_ok_and(|m| m.is_dir()) {
-                    remove_path(dest).await?;
-                }
-                self.get_file(d, dest).await?;
-            }
+        existing: Existing,
+    ) -> Result<u64, ArtifactError> {
+        let entries: Vec<(PathBuf, Digest, bool)> = match kind {
+            ArtifactKind::File => vec![(PathBuf::new(), *d, false)],
             ArtifactKind::Dir => {
-                self.get_dir(d, dest).await?;
+                let manifest = self.manifest(d).await?;
+                let mut out = Vec::with_capacity(manifest.entries.len());
+                for e in &manifest.entries {
+                    let rel = safe_relative(&e.path).ok_or_else(|| ArtifactError::BadRecord {
+                        digest: *d,
+                        what: "manifest",
+                        reason: format!("entry path `{}` leaves the folder", e.path),
+                    })?;
+                    let fd = e.digest.parse().map_err(|err: crate::BadDigest| {
+                        ArtifactError::BadRecord {
+                            digest: *d,
+                            what: "manifest",
+                            reason: err.to_string(),
+                        }
+                    })?;
+                    out.push((rel, fd, e.executable));
+                }
+                out
             }
             // A reference is never copied: its files are where they are.
-            ArtifactKind::Reference => return Ok(false),
+            ArtifactKind::Reference => return Ok(0),
+        };
+        let plan = {
+            let dest = dest.to_path_buf();
+            tokio::task::spawn_blocking(move || plan_writes(kind, &dest, entries, existing))
+                .await
+                .map_err(|e| ArtifactError::Io {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e),
+                })??
+        };
+        if kind == ArtifactKind::Dir {
+            tokio::fs::create_dir_all(dest)
+                .await
+                .map_err(ArtifactError::io(dest))?;
         }
-        Ok(true)
+        let mut written = 0;
+        for (target, fd, executable) in plan {
+            self.get_file(&fd, &target).await?;
+            if executable {
+                set_executable(&target)?;
+            }
+            written += 1;
+            failpoint("artifact-restore");
+        }
+        Ok(written)
     }
 
     /// Reads a blob through and checks it.
@@ -842,8 +920,12 @@ fn read_chunks(
 }
 
 /// The files under `root`: (relative "/"-path, absolute path, executable),
-/// sorted by relative path.
+/// sorted by relative path. A symbolic link is followed when it leads to a
+/// file or folder inside `root` and is an error when it leads out of it
+/// (or loops back to a folder it is in): an output stores what its step
+/// wrote, never `/etc/passwd` by way of a link.
 fn walk(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, ArtifactError> {
+    let croot = std::fs::canonicalize(root).map_err(ArtifactError::io(root))?;
     let mut out = Vec::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
@@ -857,6 +939,21 @@ fn walk(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, ArtifactError> {
             } else {
                 format!("{rel}/{name}")
             };
+            let link = entry
+                .file_type()
+                .map_err(ArtifactError::io(&path))?
+                .is_symlink();
+            if link {
+                let target = std::fs::canonicalize(&path).map_err(ArtifactError::io(&path))?;
+                let at = std::fs::canonicalize(&dir).map_err(ArtifactError::io(&dir))?;
+                if !target.starts_with(&croot) || at.starts_with(&target) {
+                    return Err(ArtifactError::LinkOutside {
+                        link: path,
+                        target,
+                        root: root.to_path_buf(),
+                    });
+                }
+            }
             let meta = std::fs::metadata(&path).map_err(ArtifactError::io(&path))?;
             if meta.is_dir() {
                 stack.push((path, child));
@@ -913,16 +1010,136 @@ fn temp_beside(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.kaon-{}", unique()))
 }
 
-async fn remove_path(p: &Path) -> Result<(), ArtifactError> {
-    let meta = tokio::fs::symlink_metadata(p)
-        .await
-        .map_err(ArtifactError::io(p))?;
-    if meta.is_dir() {
-        tokio::fs::remove_dir_all(p).await
-    } else {
-        tokio::fs::remove_file(p).await
+/// Fails when a component of `path` below `root` (or `path` itself) is a
+/// symbolic link, or a file where a folder is needed. Components that do
+/// not exist yet are fine: they are created as folders.
+pub fn no_link_below(root: &Path, path: &Path) -> Result<(), ArtifactError> {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return Err(ArtifactError::Outside {
+            path: path.to_path_buf(),
+            root: root.to_path_buf(),
+        });
+    };
+    let mut at = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, c) in parts.iter().enumerate() {
+        match c {
+            std::path::Component::Normal(n) => at.push(n),
+            std::path::Component::CurDir => continue,
+            _ => {
+                return Err(ArtifactError::Outside {
+                    path: path.to_path_buf(),
+                    root: root.to_path_buf(),
+                });
+            }
+        }
+        match std::fs::symlink_metadata(&at) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ArtifactError::io(&at)(e)),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(ArtifactError::LinkInTheWay { path: at });
+            }
+            Ok(m) if !m.is_dir() && i + 1 < parts.len() => {
+                return Err(ArtifactError::InTheWay {
+                    path: at,
+                    what: "a file",
+                });
+            }
+            Ok(_) => {}
+        }
     }
-    .map_err(ArtifactError::io(p))
+    Ok(())
+}
+
+/// Fails unless `path`, with every link resolved, lies inside `root`
+/// (also resolved): what an output names must not be a link out of the
+/// step's folder.
+pub fn inside(path: &Path, root: &Path) -> Result<(), ArtifactError> {
+    let croot = std::fs::canonicalize(root).map_err(ArtifactError::io(root))?;
+    let target = std::fs::canonicalize(path).map_err(ArtifactError::io(path))?;
+    if target.starts_with(&croot) {
+        Ok(())
+    } else {
+        Err(ArtifactError::LinkOutside {
+            link: path.to_path_buf(),
+            target,
+            root: root.to_path_buf(),
+        })
+    }
+}
+
+/// Decides what [`ArtifactStore::materialize`] writes: (target, digest,
+/// executable) for each file that is missing or differs, after checking
+/// that nothing is in the way.
+fn plan_writes(
+    kind: ArtifactKind,
+    dest: &Path,
+    entries: Vec<(PathBuf, Digest, bool)>,
+    existing: Existing,
+) -> Result<Vec<(PathBuf, Digest, bool)>, ArtifactError> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(ArtifactError::LinkInTheWay {
+                path: dest.to_path_buf(),
+            });
+        }
+        Ok(m) if kind == ArtifactKind::Dir && !m.is_dir() => {
+            return Err(ArtifactError::InTheWay {
+                path: dest.to_path_buf(),
+                what: "a file",
+            });
+        }
+        Ok(m) if kind == ArtifactKind::File && m.is_dir() => {
+            return Err(ArtifactError::InTheWay {
+                path: dest.to_path_buf(),
+                what: "a folder",
+            });
+        }
+        _ => {}
+    }
+    let mut out = Vec::new();
+    let mut conflicts = Vec::new();
+    for (rel, d, executable) in entries {
+        let target = if rel.as_os_str().is_empty() {
+            dest.to_path_buf()
+        } else {
+            no_link_below(dest, &dest.join(&rel))?;
+            dest.join(&rel)
+        };
+        match std::fs::symlink_metadata(&target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.push((target, d, executable)),
+            Err(e) => return Err(ArtifactError::io(&target)(e)),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(ArtifactError::LinkInTheWay { path: target });
+            }
+            Ok(m) if m.is_dir() => {
+                return Err(ArtifactError::InTheWay {
+                    path: target,
+                    what: "a folder",
+                });
+            }
+            Ok(m) => {
+                let same = hash_file(&target)?.0 == d && (!executable || is_executable(&m));
+                if same {
+                    continue;
+                }
+                if existing == Existing::Refuse {
+                    conflicts.push(target.clone());
+                }
+                out.push((target, d, executable));
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        let more = conflicts.len().saturating_sub(5);
+        conflicts.truncate(5);
+        return Err(ArtifactError::Conflicts {
+            dest: dest.to_path_buf(),
+            paths: conflicts,
+            more,
+        });
+    }
+    Ok(out)
 }
 
 /// What `path` would be stored as, without storing it: its kind and

@@ -8,7 +8,7 @@ mod s3;
 use std::path::Path;
 
 use bytes::Bytes;
-use kaon_artifacts::{ArtifactError, ArtifactKind, ArtifactStore, Digest, hash_path};
+use kaon_artifacts::{ArtifactError, ArtifactKind, ArtifactStore, Digest, Existing, hash_path};
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -90,31 +90,97 @@ async fn contract(store: ArtifactStore, scratch: &Path) {
         "hashing in place agrees with storing"
     );
     let back = scratch.join("back-dir");
-    write(&back.join("stale"), b"old content is replaced");
-    store.get_dir(&s.digest, &back).await.unwrap();
+    write(&back.join("mine"), b"a file kaon did not write");
+    // Restoring into a folder merges: the artifact's files appear, the
+    // user's file stays.
+    assert_eq!(
+        store
+            .materialize(ArtifactKind::Dir, &s.digest, &back, Existing::Refuse)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        std::fs::read(back.join("mine")).unwrap(),
+        b"a file kaon did not write"
+    );
+    std::fs::remove_file(back.join("mine")).unwrap();
     assert_eq!(
         hash_path(&back).await.unwrap(),
         Some((ArtifactKind::Dir, s.digest))
     );
-    assert!(!back.join("stale").exists());
     // Already there: nothing written.
-    assert!(
-        !store
-            .materialize(ArtifactKind::Dir, &s.digest, &back)
-            .await
-            .unwrap()
-    );
-    std::fs::write(back.join("part-0001.parquet"), b"edited").unwrap();
-    assert!(
+    assert_eq!(
         store
-            .materialize(ArtifactKind::Dir, &s.digest, &back)
+            .materialize(ArtifactKind::Dir, &s.digest, &back, Existing::Refuse)
             .await
-            .unwrap()
+            .unwrap(),
+        0
+    );
+    // A file that differs is refused, naming it, and nothing is written...
+    std::fs::write(back.join("part-0001.parquet"), b"edited").unwrap();
+    std::fs::remove_file(back.join("nested/_SUCCESS")).unwrap();
+    match store
+        .materialize(ArtifactKind::Dir, &s.digest, &back, Existing::Refuse)
+        .await
+    {
+        Err(e @ ArtifactError::Conflicts { .. }) => {
+            assert!(e.to_string().contains("part-0001.parquet"), "{e}")
+        }
+        other => panic!("expected Conflicts, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(back.join("part-0001.parquet")).unwrap(),
+        b"edited"
+    );
+    assert!(!back.join("nested/_SUCCESS").exists());
+    // ...unless replacing was asked for.
+    assert_eq!(
+        store
+            .materialize(ArtifactKind::Dir, &s.digest, &back, Existing::Replace)
+            .await
+            .unwrap(),
+        2
     );
     assert_eq!(
         std::fs::read(back.join("part-0001.parquet")).unwrap(),
         b"one"
     );
+    // Never through a link, never over a folder or a file in the way.
+    let outside = scratch.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let linked = scratch.join("linked-dir");
+    write(&linked.join("part-0000.parquet"), b"zero");
+    std::fs::remove_dir_all(linked.join("..").join("linked-dir").join("nested")).ok();
+    std::os::unix::fs::symlink(&outside, linked.join("nested")).unwrap();
+    assert!(matches!(
+        store
+            .materialize(ArtifactKind::Dir, &s.digest, &linked, Existing::Replace)
+            .await,
+        Err(ArtifactError::LinkInTheWay { .. })
+    ));
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    let a_file = scratch.join("a-file");
+    write(&a_file, b"precious");
+    assert!(matches!(
+        store
+            .materialize(ArtifactKind::Dir, &s.digest, &a_file, Existing::Replace)
+            .await,
+        Err(ArtifactError::InTheWay { .. })
+    ));
+    assert!(matches!(
+        store
+            .materialize(
+                ArtifactKind::File,
+                &Digest::of(b"hello"),
+                &back,
+                Existing::Replace
+            )
+            .await,
+        Err(ArtifactError::InTheWay { .. })
+    ));
+    assert_eq!(std::fs::read(&a_file).unwrap(), b"precious");
+    assert!(back.join("part-0000.parquet").is_file());
 
     // A digest nobody stored.
     let nobody = Digest::of(b"nobody stored this");
@@ -219,6 +285,74 @@ async fn file_store() {
     assert!(matches!(
         store.verify(&s.digest).await,
         Err(ArtifactError::Corrupt { .. })
+    ));
+    assert_eq!(store.check_all().await.unwrap().len(), 1);
+    // Storing the real content again repairs the blob in place.
+    assert_eq!(store.put_file(&src).await.unwrap(), s);
+    assert_eq!(store.verify(&s.digest).await.unwrap(), 16);
+    assert!(store.check_all().await.unwrap().is_empty());
+    // So does a put of bytes held in memory; a quarantined blob is gone
+    // from `blobs/` but kept aside.
+    let small = store.put_bytes(Bytes::from_static(b"small")).await.unwrap();
+    let small_disk = scratch.path().join("store").join(store.blob_path(&small));
+    std::fs::remove_file(&small_disk).unwrap();
+    std::fs::write(&small_disk, b"smalL").unwrap();
+    assert_eq!(
+        store.put_bytes(Bytes::from_static(b"small")).await.unwrap(),
+        small
+    );
+    assert_eq!(&store.read_bytes(&small).await.unwrap()[..], b"small");
+    std::fs::write(&small_disk, b"smalL").unwrap();
+    let kept = store.quarantine(&small).await.unwrap();
+    assert!(!store.contains(&small).await.unwrap());
+    assert!(scratch.path().join("store").join(kept).is_file());
+}
+
+#[tokio::test]
+async fn outputs_never_follow_links_out_of_their_folder() {
+    let scratch = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open("memory://", scratch.path()).unwrap();
+    let secret = scratch.path().join("secret");
+    write(&secret.join("key"), b"not for the artifact store");
+    let out = scratch.path().join("out");
+    write(&out.join("model.bin"), b"weights");
+    // A link to a file or folder inside the output is followed.
+    std::os::unix::fs::symlink("model.bin", out.join("latest.bin")).unwrap();
+    std::fs::create_dir_all(out.join("sub")).unwrap();
+    std::os::unix::fs::symlink("../model.bin", out.join("sub/up.bin")).unwrap();
+    let s = store.put_path(&out).await.unwrap();
+    assert_eq!(s.files, 3);
+    // A link out of it is an error naming the link, for a file...
+    std::os::unix::fs::symlink(secret.join("key"), out.join("key")).unwrap();
+    match store.put_path(&out).await {
+        Err(e @ ArtifactError::LinkOutside { .. }) => {
+            assert!(e.to_string().contains("out/key"), "{e}")
+        }
+        other => panic!("expected LinkOutside, got {other:?}"),
+    }
+    assert!(
+        hash_path(&out).await.is_err(),
+        "hashing follows the same rule"
+    );
+    std::fs::remove_file(out.join("key")).unwrap();
+    // ...for a folder, and for a loop back to a folder it is in.
+    std::os::unix::fs::symlink(&secret, out.join("etc")).unwrap();
+    assert!(matches!(
+        store.put_path(&out).await,
+        Err(ArtifactError::LinkOutside { .. })
+    ));
+    std::fs::remove_file(out.join("etc")).unwrap();
+    std::os::unix::fs::symlink("..", out.join("sub/loop")).unwrap();
+    assert!(matches!(
+        store.put_path(&out).await,
+        Err(ArtifactError::LinkOutside { .. })
+    ));
+    // The output itself: `inside` resolves links before comparing.
+    std::os::unix::fs::symlink(secret.join("key"), scratch.path().join("work-link")).unwrap();
+    assert!(kaon_artifacts::inside(&out.join("model.bin"), scratch.path()).is_ok());
+    assert!(matches!(
+        kaon_artifacts::inside(&scratch.path().join("work-link"), &out),
+        Err(ArtifactError::LinkOutside { .. })
     ));
 }
 

@@ -1357,9 +1357,14 @@ impl RunState {
                     self.finish(n, StepState::Succeeded);
                     return;
                 }
-                Err(problems) => Failure::user(format!(
-                    "exited 0 but {} (a step hands outputs back by printing `::kaon::output NAME=<json>` or writing them to $KAON_OUTPUTS_FILE)",
-                    problems.join("; ")
+                Err((problems, values)) => Failure::user(format!(
+                    "exited 0 but {}{}",
+                    problems.join("; "),
+                    if values {
+                        " (a step hands outputs back by printing `::kaon::output NAME=<json>` or writing them to $KAON_OUTPUTS_FILE)"
+                    } else {
+                        ""
+                    }
                 )),
             },
             Exit::Code { code } => Failure {
@@ -1387,7 +1392,10 @@ impl RunState {
         n: u32,
         mut got: Map<String, Value>,
         mut problems: Vec<String>,
-    ) -> Result<Map<String, Value>, Vec<String>> {
+    ) -> Result<Map<String, Value>, (Vec<String>, bool)> {
+        // Problems with value outputs (as opposed to storing artifacts)
+        // come with a hint on how steps report values.
+        let stored = problems.len();
         let mut outs = Map::new();
         if let Some(step) = self.step_of(NodeId(n)) {
             for (name, decl) in &step.outputs {
@@ -1408,7 +1416,8 @@ impl RunState {
         if problems.is_empty() {
             Ok(outs)
         } else {
-            Err(problems)
+            let values = problems.len() > stored;
+            Err((problems, values))
         }
     }
 
@@ -1536,7 +1545,7 @@ impl RunState {
                 info.note = None;
                 self.finish(n, StepState::Succeeded);
             }
-            Err(problems) => self.finish(
+            Err((problems, _)) => self.finish(
                 n,
                 StepState::Failed {
                     failure: Failure::user(format!(

@@ -55,6 +55,27 @@ impl AttemptFiles {
     }
 }
 
+/// Creates (or truncates) a file only its owner can read: logs hold what
+/// steps print, which may be secret.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Creates a folder (and its parents) only its owner can enter.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// Outputs in [`AttemptFiles::reported`]; a torn last line is ignored.
 pub fn read_reported(path: &Path) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();

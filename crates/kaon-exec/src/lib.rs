@@ -9,7 +9,7 @@
 //!
 //! [`LocalExecutor`] runs command steps as child processes of this machine.
 
-mod files;
+pub mod files;
 mod local;
 pub mod outputs;
 mod procfs;

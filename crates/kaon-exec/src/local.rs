@@ -113,6 +113,62 @@ impl LocalExecutor {
     }
 }
 
+/// How long a re-issued launch waits for an earlier process of its
+/// attempt to show itself.
+const ADOPT_WAIT: Duration = Duration::from_secs(5);
+
+/// The process a kaon that died while launching this attempt left
+/// behind, if any: `Some` with pid 0 when it already ended (its exit file
+/// is there), `None` when the attempt never started, so launching is safe.
+///
+/// A live wrapper is found by `KAON_ATTEMPT_ID` in its environment.
+/// Between fork and exec it is not (its environment is still kaon's), but
+/// it already holds the attempt's stdout log, which kaon locks before
+/// starting it: while that lock is held, something of the attempt lives,
+/// so this waits (at most [`ADOPT_WAIT`]) for it to show. The exit file is
+/// trusted only when it reads whole: the wrapper writes it just before it
+/// exits, and a file caught while being written looks empty. Once nothing
+/// holds the log, the wrapper is gone and its file is complete, so it is
+/// read once more before deciding that the attempt never started.
+fn earlier_process(attempt: &str, files: &AttemptFiles) -> Result<Option<Handle>, LaunchError> {
+    let ended = Handle { pid: 0, start: 0 };
+    let deadline = std::time::Instant::now() + ADOPT_WAIT;
+    loop {
+        if let Some((pid, st)) = procfs::find_attempt(attempt) {
+            return Ok(Some(Handle {
+                pid,
+                start: st.start,
+            }));
+        }
+        // Ended; what still holds the log is left over from it (the
+        // watcher ends such leftovers).
+        if files.read_exit().is_some() {
+            return Ok(Some(ended));
+        }
+        if !log_held(&files.stdout) {
+            return Ok(files.read_exit().map(|_| ended));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(LaunchError {
+                message: format!(
+                    "a process of this attempt still holds its log {} but cannot be found; not starting a second copy",
+                    files.stdout.display()
+                ),
+                platform: true,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True when some process holds the lock kaon took on an attempt's log.
+fn log_held(path: &Path) -> bool {
+    match std::fs::File::open(path) {
+        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
 fn attempt_id(order: &LaunchOrder) -> String {
     format!("{}/{}/{}", order.run, order.node.0, order.attempt)
 }
@@ -159,26 +215,17 @@ impl Executor for LocalExecutor {
     fn start(&self, order: &LaunchOrder) -> Result<Value, LaunchError> {
         let files = self.files(order);
         if let Some(dir) = files.stdout.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| LaunchError {
+            crate::files::create_private_dir(dir).map_err(|e| LaunchError {
                 message: format!("cannot create the log folder {}: {e}", dir.display()),
                 platform: true,
             })?;
         }
-        if order.adopt {
+        if order.adopt
+            && let Some(h) = earlier_process(&attempt_id(order), &files)?
+        {
             // kaon died between ordering this launch and storing its handle.
-            if files.read_exit().is_some() {
-                let h = Handle { pid: 0, start: 0 };
-                self.watch(order, h, None);
-                return Ok(to_value(h));
-            }
-            if let Some((pid, st)) = procfs::find_attempt(&attempt_id(order)) {
-                let h = Handle {
-                    pid,
-                    start: st.start,
-                };
-                self.watch(order, h, None);
-                return Ok(to_value(h));
-            }
+            self.watch(order, h, None);
+            return Ok(to_value(h));
         }
         let argv: Vec<String> = match &order.invocation {
             Invocation::Argv { argv } => {
@@ -220,12 +267,19 @@ impl Executor for LocalExecutor {
             let _ = std::fs::remove_file(stale);
         }
         let open = |p: &Path| {
-            std::fs::File::create(p).map_err(|e| LaunchError {
+            crate::files::create_private(p).map_err(|e| LaunchError {
                 message: format!("cannot create the log {}: {e}", p.display()),
                 platform: true,
             })
         };
         let (out, err) = (open(&files.stdout)?, open(&files.stderr)?);
+        // The lock goes with the open file into the child's stdout and stays
+        // held while anything of the attempt lives, from the fork on, even
+        // after kaon dies (see `earlier_process`).
+        out.lock().map_err(|e| LaunchError {
+            message: format!("cannot lock the log {}: {e}", files.stdout.display()),
+            platform: true,
+        })?;
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(WRAPPER)
@@ -507,4 +561,55 @@ pub(crate) fn collect_outputs(
         }
     }
     (outputs, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// kaon killed between forking a step's wrapper and its exec: the
+    /// process exists but its environment does not say which attempt it
+    /// is yet. A re-issued launch must wait for it, not start a second
+    /// copy (the crash test saw steps run twice).
+    #[test]
+    fn a_reissued_launch_finds_a_process_caught_between_fork_and_exec() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = AttemptFiles::new(dir.path(), "run", 1, "s", 1);
+        crate::files::create_private_dir(files.stdout.parent().unwrap()).unwrap();
+        let out = crate::files::create_private(&files.stdout).unwrap();
+        out.lock().unwrap();
+        let id = "run/1/1";
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("sleep 0.3; exec env KAON_ATTEMPT_ID={id} sleep 5"))
+            .stdout(out)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        assert_eq!(procfs::find_attempt(id), None, "not findable yet");
+        let found = earlier_process(id, &files).unwrap();
+        assert_eq!(found.map(|h| h.pid), Some(child.id() as i32));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Nothing of the attempt lives: launching is safe.
+        assert_eq!(earlier_process(id, &files).unwrap(), None);
+        // It ended and said how: that is adopted, even while something it
+        // left behind still holds the log.
+        let out = crate::files::create_private(&files.stdout).unwrap();
+        out.lock().unwrap();
+        let mut leftover = std::process::Command::new("sleep")
+            .arg("5")
+            .stdout(out)
+            .spawn()
+            .unwrap();
+        std::fs::write(&files.exit, "0\n").unwrap();
+        assert_eq!(
+            earlier_process(id, &files).unwrap(),
+            Some(Handle { pid: 0, start: 0 })
+        );
+        leftover.kill().unwrap();
+        leftover.wait().unwrap();
+    }
 }

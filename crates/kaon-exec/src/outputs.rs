@@ -54,6 +54,23 @@ pub fn artifact_id(run: &str, node: u32, attempt: u32, name: &str) -> String {
     format!("a{}", &h.finalize().to_hex()[..16])
 }
 
+/// Fails unless `path` lies inside `workdir`: written under it (no `..`
+/// out of it, which a `${...}` in the path could still produce after
+/// validation) and, with links resolved, still there.
+fn within(path: &Path, workdir: &Path) -> Result<(), kaon_artifacts::ArtifactError> {
+    let lexical = path.strip_prefix(workdir).is_ok_and(|rel| {
+        !rel.components()
+            .any(|c| c == std::path::Component::ParentDir)
+    });
+    if !lexical {
+        return Err(kaon_artifacts::ArtifactError::Outside {
+            path: path.to_path_buf(),
+            root: workdir.to_path_buf(),
+        });
+    }
+    kaon_artifacts::inside(path, workdir)
+}
+
 /// Stores the declared file/dir outputs of a successful attempt and reads
 /// its artifacts file. Returns what was written, what was read, and
 /// problems (an output that could not be stored fails the attempt).
@@ -68,6 +85,10 @@ pub async fn store_outputs(
     for o in &order.outputs {
         let Some(path) = &o.path else { continue };
         if !matches!(o.ty, Type::File | Type::Dir) {
+            continue;
+        }
+        if let Err(e) = within(path, &order.workdir) {
+            problems.push(format!("cannot store output `{}`: {e}", o.name));
             continue;
         }
         match store.put_path(path).await {

@@ -107,15 +107,6 @@ fn read_spark_file(path: &Path) -> Option<SparkFile> {
     }
 }
 
-/// Test hook: `KAON_FAILPOINT=<name>` makes kaon die (SIGABRT) at the
-/// named point, to show that a crash there loses nothing.
-fn failpoint(name: &str) {
-    if std::env::var("KAON_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("kaon: failpoint {name}: aborting");
-        std::process::abort();
-    }
-}
-
 /// What kaon knows about a Spark attempt while it runs.
 struct Live {
     files: AttemptFiles,
@@ -389,7 +380,7 @@ impl SparkExecutor {
                 platform: true,
             }
         })?;
-        failpoint("spark-before-create");
+        kaon_artifacts::failpoint("spark-before-create");
         let rest = RestClient::new(&rest_url);
         let tagged = with_tag(body, &p.tag);
         let sent = tagged.clone();
@@ -412,7 +403,7 @@ impl SparkExecutor {
                 });
             }
         };
-        failpoint("spark-after-create");
+        kaon_artifacts::failpoint("spark-after-create");
         let h = p.handle(id);
         // Written before the handle goes back, so that even a kaon that
         // dies before storing the handle finds this driver again.
@@ -422,8 +413,8 @@ impl SparkExecutor {
                 h.submission
             ));
         }
-        let _ = std::fs::File::create(&files.stdout);
-        let _ = std::fs::File::create(&files.stderr);
+        let _ = crate::files::create_private(&files.stdout);
+        let _ = crate::files::create_private(&files.stderr);
         let v = serde_json::to_value(&h).unwrap_or(Value::Null);
         self.watch_rest(order, h);
         Ok(v)
@@ -605,7 +596,7 @@ fn free_port() -> Option<u16> {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = crate::files::create_private(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -681,9 +672,9 @@ impl Inner {
                 // submission, with the same tag, goes out again.
                 Ok(Found::Nothing) => match RestClient::new(&p.rest).create(&body).await {
                     Ok(id) => {
-                        failpoint("spark-after-create");
-                        let _ = std::fs::File::create(&files.stdout);
-                        let _ = std::fs::File::create(&files.stderr);
+                        kaon_artifacts::failpoint("spark-after-create");
+                        let _ = crate::files::create_private(&files.stdout);
+                        let _ = crate::files::create_private(&files.stderr);
                         return self.adopted(order, p.handle(id), files).await;
                     }
                     // Unanswered again: the master is asked again.

@@ -5,6 +5,7 @@
 //! A [`Diagnostic`] points at byte spans of a [`SourceFile`]; rendering turns
 //! them into `file:line:col` headers with the offending text underlined.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -108,6 +109,74 @@ impl SourceMap {
             Ok(loc) => (loc.line_number, loc.column_number),
             Err(_) => (0, 0),
         }
+    }
+
+    /// The byte range of the line that holds `offset`.
+    fn line_range(&self, id: FileId, offset: u32) -> Option<Range<usize>> {
+        let line = self.files.line_index(id.0, offset as usize).ok()?;
+        self.files.line_range(id.0, line).ok()
+    }
+}
+
+/// Lines longer than this many bytes are not quoted under a diagnostic: a
+/// flow of 90,000 steps on one line would be printed in full once per
+/// problem on it.
+const MAX_QUOTED_LINE: usize = 1000;
+
+/// Line and column of many positions, in time linear in the file: on a
+/// long line, characters are counted from the nearest of checkpoints set
+/// every [`CHECKPOINT`] bytes rather than from the start of the line, so that
+/// many problems on one long line cost its length, not its square.
+struct Columns<'s> {
+    sources: &'s SourceMap,
+    /// Per long line (file, first byte): (byte offset, characters before
+    /// it on the line) at every checkpoint, in order.
+    checkpoints: HashMap<(FileId, usize), Vec<(usize, usize)>>,
+}
+
+const CHECKPOINT: usize = 1024;
+
+impl<'s> Columns<'s> {
+    fn new(sources: &'s SourceMap) -> Self {
+        Self {
+            sources,
+            checkpoints: HashMap::new(),
+        }
+    }
+
+    fn line_col(&mut self, file: FileId, offset: u32) -> (usize, usize) {
+        let short = || self.sources.line_col(file, offset);
+        let Some(range) = self.sources.line_range(file, offset) else {
+            return short();
+        };
+        let text = self.sources.text(file);
+        let offset = offset as usize;
+        if range.len() <= MAX_QUOTED_LINE || !text.is_char_boundary(offset) {
+            return short();
+        }
+        let line = match self.sources.files.line_index(file.0, offset) {
+            Ok(i) => i + 1,
+            Err(_) => return short(),
+        };
+        let marks = self
+            .checkpoints
+            .entry((file, range.start))
+            .or_insert_with(|| {
+                let mut marks = vec![(range.start, 0)];
+                let mut next = range.start + CHECKPOINT;
+                for (chars, (i, _)) in text[range.clone()].char_indices().enumerate() {
+                    if range.start + i >= next {
+                        marks.push((range.start + i, chars));
+                        next = range.start + i + CHECKPOINT;
+                    }
+                }
+                marks
+            });
+        let k = marks
+            .partition_point(|(at, _)| *at <= offset)
+            .saturating_sub(1);
+        let (at, before) = marks[k];
+        (line, before + text[at..offset].chars().count() + 1)
     }
 }
 
@@ -286,6 +355,45 @@ impl Diagnostic {
         sources.line_col(self.file, self.span.start)
     }
 
+    /// True when a line it would quote is longer than [`MAX_QUOTED_LINE`].
+    fn on_long_line(&self, sources: &SourceMap) -> bool {
+        std::iter::once((self.file, self.span))
+            .chain(self.secondary.iter().map(|l| (l.file, l.span)))
+            .flat_map(|(file, span)| [(file, span.start), (file, span.end)])
+            .any(|(file, at)| {
+                sources
+                    .line_range(file, at)
+                    .is_some_and(|r| r.len() > MAX_QUOTED_LINE)
+            })
+    }
+
+    /// Like the rich rendering, without quoting the source.
+    fn render_unquoted(&self, sources: &SourceMap, columns: &mut Columns<'_>) -> String {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let (line, col) = columns.line_col(self.file, self.span.start);
+        let path = sources.path(self.file).display();
+        let mut out = format!(
+            "{sev}[{}]: {}\n  ┌─ {path}:{line}:{col}\n  │\n  = line {line} is too long to quote\n",
+            self.code, self.message
+        );
+        if !self.label.is_empty() {
+            out.push_str(&format!("  = {}\n", self.label));
+        }
+        for l in &self.secondary {
+            let (line, col) = columns.line_col(l.file, l.span.start);
+            let path = sources.path(l.file).display();
+            out.push_str(&format!("  = {path}:{line}:{col}: {}\n", l.message));
+        }
+        if let Some(help) = &self.help {
+            out.push_str(&format!("  = help: {help}\n"));
+        }
+        out.push('\n');
+        out
+    }
+
     fn to_codespan(&self) -> cs::Diagnostic<usize> {
         let severity = match self.severity {
             Severity::Error => cs::Severity::Error,
@@ -374,11 +482,17 @@ impl Diagnostics {
     }
 
     /// Renders all diagnostics with underlined source, for a terminal
-    /// (`color`) or a plain stream.
+    /// (`color`) or a plain stream. A diagnostic on a line too long to quote
+    /// gets its place and notes without the source.
     pub fn render(&self, sources: &SourceMap, color: bool) -> String {
         let config = term::Config::default();
         let mut out = Vec::new();
+        let mut columns = Columns::new(sources);
         for d in self.sorted() {
+            if d.on_long_line(sources) {
+                out.extend_from_slice(d.render_unquoted(sources, &mut columns).as_bytes());
+                continue;
+            }
             let cd = d.to_codespan();
             if color {
                 let mut buf = term::termcolor::Ansi::new(&mut out);
@@ -395,8 +509,9 @@ impl Diagnostics {
     /// Renders one line per diagnostic: `file:line:col: error[code]: message`.
     pub fn render_short(&self, sources: &SourceMap) -> String {
         let mut out = String::new();
+        let mut columns = Columns::new(sources);
         for d in self.sorted() {
-            let (line, col) = d.line_col(sources);
+            let (line, col) = columns.line_col(d.file, d.span.start);
             let sev = match d.severity {
                 Severity::Error => "error",
                 Severity::Warning => "warning",

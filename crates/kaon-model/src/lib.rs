@@ -118,20 +118,48 @@ impl Loader {
             );
             return None;
         }
-        match std::fs::read_to_string(path) {
-            Ok(text) => self.text(path, text),
-            Err(e) => {
-                let (file, span) = match from {
-                    Some(f) => f,
-                    None => (self.sources.add(path, String::new()), Span::default()),
-                };
-                self.diags.push(
-                    Diagnostic::error(Code::Io, file, span, format!("cannot read `{}`: {e}", path.display()))
-                        .with_help("check the path; sub-workflow paths are relative to the file that names them"),
-                );
-                None
-            }
-        }
+        let (message, help) = match std::fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) if !text.contains('\0') => return self.text(path, text),
+                // Read whole, it is not a workflow: say that, not "check
+                // the path".
+                Ok(text) => (
+                    format!(
+                        "`{}` is not a text file (a NUL byte at offset {})",
+                        path.display(),
+                        text.find('\0').unwrap_or(0)
+                    ),
+                    "a workflow is a TOML text file; is this the file you meant?",
+                ),
+                Err(e) => (
+                    format!(
+                        "`{}` is not a text file (bytes at offset {} are not UTF-8)",
+                        path.display(),
+                        e.utf8_error().valid_up_to()
+                    ),
+                    "a workflow is a TOML text file in UTF-8; is this the file you meant?",
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => (
+                format!("`{}` is a folder, not a workflow file", path.display()),
+                "name the workflow's .toml file inside it",
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                format!("cannot read `{}`: {e}", path.display()),
+                "check the path; sub-workflow paths are relative to the file that names them",
+            ),
+            Err(e) => (
+                format!("cannot read `{}`: {e}", path.display()),
+                "check that kaon may read it",
+            ),
+        };
+        let (file, span) = match from {
+            Some(f) => f,
+            None => (self.sources.add(path, String::new()), Span::default()),
+        };
+        self.diags
+            .push(Diagnostic::error(Code::Io, file, span, message).with_help(help));
+        None
     }
 
     fn text(&mut self, path: &Path, text: String) -> Option<Validated> {

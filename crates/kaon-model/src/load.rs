@@ -16,11 +16,11 @@ use toml::de::{DeTable, DeValue};
 
 use crate::constraints::Constraints;
 use crate::diag::{Code, Diagnostic, Diagnostics, FileId, Span, StrMap, suggest};
-use crate::expr::{Template, is_ident, parse_template};
+use crate::expr::{Part, Template, is_ident, parse_template};
 use crate::flow::{self, Flow, MARKERS, RESERVED};
 use crate::spec::{
-    Cache, CommandRun, CommandStep, DeployMode, KINDS, OutputDecl, Param, Resources, SparkStep,
-    Step, StepKind, SubWorkflowStep, WaitStep, Workflow, WorkflowOutput,
+    Cache, CommandRun, CommandStep, DeployMode, KINDS, OutputDecl, Param, ParamSource, Resources,
+    SparkStep, Step, StepKind, SubWorkflowStep, WaitStep, Workflow, WorkflowOutput,
 };
 use crate::types::{TYPE_NAMES, Type};
 
@@ -84,7 +84,14 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
 
 const WORKFLOW_KEYS: &[&str] = &["name", "description", "flow", "outputs", "code"];
 const TOP_KEYS: &[&str] = &["workflow", "params", "steps"];
-const PARAM_KEYS: &[&str] = &["type", "default", "description"];
+const PARAM_KEYS: &[&str] = &[
+    "type",
+    "default",
+    "description",
+    "secret",
+    "from_env",
+    "from_file",
+];
 const COMMON_STEP_KEYS: &[&str] = &[
     "kind",
     "description",
@@ -542,10 +549,56 @@ impl Decoder<'_, '_> {
                         )
                         .help = Some(format!("give {ty:#} value, or change `type`"));
                     }
+                    let secret = self
+                        .get(pt, "secret")
+                        .and_then(|b| self.boolean(b, "`secret`"))
+                        .unwrap_or(false);
+                    let from_env = self
+                        .get(pt, "from_env")
+                        .and_then(|e| self.string(e, "`from_env`").map(|n| (n, span_of(e))));
+                    let from_file = self
+                        .get(pt, "from_file")
+                        .and_then(|f| self.string(f, "`from_file`").map(|n| (n, span_of(f))));
+                    if let Some((n, at)) = &from_env
+                        && (n.is_empty() || n.contains('=') || n.contains('\0'))
+                    {
+                        self.err(
+                            Code::InvalidValue,
+                            *at,
+                            format!("`from_env` of `{name}` is not an environment variable name"),
+                        );
+                    }
+                    let source = match (from_env, from_file) {
+                        (Some(_), Some((_, at))) => {
+                            self.err(
+                                Code::Conflict,
+                                at,
+                                format!("parameter `{name}` has both `from_env` and `from_file`"),
+                            )
+                            .help = Some("keep one of them".into());
+                            None
+                        }
+                        (Some((n, _)), None) => Some(ParamSource::Env(n)),
+                        (None, Some((f, _))) => Some(ParamSource::File(f)),
+                        (None, None) => None,
+                    };
+                    if secret && let Some(dv) = self.get(pt, "default") {
+                        self.err(
+                            Code::Conflict,
+                            span_of(dv),
+                            format!("secret parameter `{name}` has a `default`: its value would be written in the workflow file"),
+                        )
+                        .help = Some(format!(
+                            "take it from the environment (`from_env = \"{}\"`) or a file (`from_file = \"...\"`), or pass `-p {name}=...`",
+                            name.to_ascii_uppercase()
+                        ));
+                    }
                     Param {
                         ty,
                         default,
                         description,
+                        secret,
+                        source,
                         span,
                     }
                 }
@@ -558,6 +611,8 @@ impl Decoder<'_, '_> {
                         ty: Type::of_value(&default),
                         default: Some(default),
                         description: None,
+                        secret: false,
+                        source: None,
                         span,
                     }
                 }
@@ -832,6 +887,9 @@ impl Decoder<'_, '_> {
                     continue;
                 }
             };
+            if let Some(p) = &path {
+                self.check_output_path(&name, p);
+            }
             if path.is_some() && !ty.is_artifact() {
                 self.err(Code::Conflict, span, format!("output `{name}` has a `path` but its type is {ty}"))
                     .help = Some("`path` is for `file` and `dir` outputs; value outputs are reported by the step".into());
@@ -839,6 +897,37 @@ impl Decoder<'_, '_> {
             out.insert(name, OutputDecl { ty, path, span });
         }
         out
+    }
+
+    /// An output path must stay inside the step's working directory: kaon
+    /// stores what is there and a memo restore writes it back, so `/etc/x`
+    /// or `../x` would read or overwrite files no step owns. Only the
+    /// literal text is checked here; the executor checks the resolved path.
+    fn check_output_path(&mut self, name: &str, path: &Template) {
+        // References stand in as one opaque letter: what they resolve to
+        // is checked at run time.
+        let literal: String = path
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.as_str(),
+                Part::Ref(_) => "x",
+            })
+            .collect();
+        let absolute = literal.starts_with('/');
+        let parent = literal.split('/').any(|c| c == "..");
+        if absolute || parent {
+            self.err(
+                Code::InvalidValue,
+                path.span,
+                format!(
+                    "output `{name}`: `path` must stay inside the step's working directory (no absolute path, no `..`)"
+                ),
+            )
+            .help = Some(
+                "set the step's `workdir` to the folder that holds its outputs and give the path relative to it".into(),
+            );
+        }
     }
 
     fn command(&mut self, name: &str, span: Span, t: &DeTable<'_>) -> Option<CommandStep> {
@@ -1033,7 +1122,7 @@ impl Decoder<'_, '_> {
                         // Structured values pass through as JSON text.
                         let j = self.json(val)?;
                         Template {
-                            parts: vec![crate::expr::Part::Text(j.to_string())],
+                            parts: vec![Part::Text(j.to_string())],
                             span: span_of(val),
                         }
                     }

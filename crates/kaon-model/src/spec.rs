@@ -59,9 +59,27 @@ pub struct Param {
     pub default: Option<Value>,
     /// Free text.
     pub description: Option<String>,
+    /// A secret (`secret = true`): kaon stores and prints only a keyed
+    /// digest of its value, never the value.
+    pub secret: bool,
+    /// Where the value comes from at run time when `-p` does not give it:
+    /// an environment variable or a file, so that it need not be written
+    /// in the workflow file.
+    pub source: Option<ParamSource>,
     /// Where it is declared.
     #[serde(skip)]
     pub span: Span,
+}
+
+/// Where a parameter's value is read at run time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamSource {
+    /// `from_env = "NAME"`: the environment variable `NAME` of `kaon run`.
+    Env(String),
+    /// `from_file = "path"`: a file's content (one trailing line break
+    /// dropped), the path relative to the workflow file's folder.
+    File(String),
 }
 
 /// `[workflow.outputs] name = "${step.output}"`.

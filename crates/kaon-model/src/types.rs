@@ -123,30 +123,46 @@ impl Serialize for Type {
     }
 }
 
+/// How deep a declared type may nest `list<...>`.
+pub const MAX_LIST_DEPTH: usize = 32;
+
 /// The names [`Type`] parses from, for messages.
 pub const TYPE_NAMES: &str = "string, int, float, bool, json, file, dir, list<T>";
 
 impl FromStr for Type {
     type Err = String;
 
+    /// Parses without recursing, and refuses lists nested deeper than
+    /// [`MAX_LIST_DEPTH`] (everything that walks a type recurses).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        Ok(match s {
-            "string" | "str" => Type::String,
-            "int" | "integer" => Type::Int,
-            "float" | "number" => Type::Float,
-            "bool" | "boolean" => Type::Bool,
-            "json" => Type::Json,
-            "file" => Type::File,
-            "dir" | "directory" => Type::Dir,
-            _ => {
-                if let Some(inner) = s.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
-                    Type::List(Box::new(inner.parse()?))
-                } else {
-                    return Err(format!("`{s}` is not a type; types are {TYPE_NAMES}"));
+        let mut s = s.trim();
+        let mut lists = 0;
+        let base = loop {
+            break match s {
+                "string" | "str" => Type::String,
+                "int" | "integer" => Type::Int,
+                "float" | "number" => Type::Float,
+                "bool" | "boolean" => Type::Bool,
+                "json" => Type::Json,
+                "file" => Type::File,
+                "dir" | "directory" => Type::Dir,
+                _ => {
+                    let Some(inner) = s.strip_prefix("list<").and_then(|r| r.strip_suffix('>'))
+                    else {
+                        return Err(format!("`{s}` is not a type; types are {TYPE_NAMES}"));
+                    };
+                    lists += 1;
+                    if lists > MAX_LIST_DEPTH {
+                        return Err(format!(
+                            "lists nest deeper than {MAX_LIST_DEPTH} levels; use `json` for deeper values"
+                        ));
+                    }
+                    s = inner.trim();
+                    continue;
                 }
-            }
-        })
+            };
+        };
+        Ok((0..lists).fold(base, |t, _| Type::List(Box::new(t))))
     }
 }
 
@@ -162,6 +178,18 @@ mod tests {
         }
         assert!("list<strin>".parse::<Type>().is_err());
         assert!("map".parse::<Type>().is_err());
+        assert_eq!(
+            " list< list<int> > ".parse::<Type>(),
+            Ok(Type::List(Box::new(Type::List(Box::new(Type::Int)))))
+        );
+    }
+
+    #[test]
+    fn deep_lists_are_an_error_not_a_crash() {
+        let deep = |n: usize| format!("{}int{}", "list<".repeat(n), ">".repeat(n));
+        assert!(deep(MAX_LIST_DEPTH).parse::<Type>().is_ok());
+        let e = deep(100_000).parse::<Type>().expect_err("too deep");
+        assert!(e.contains("nest deeper than 32"), "{e}");
     }
 
     #[test]

@@ -54,6 +54,11 @@ fn case(name: &'static str, code: Code, text: String, at: &'static str) -> Case 
     }
 }
 
+/// A marker snippet built at run time (for long, repetitive ones).
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
 fn line_col(text: &str, at: &str) -> (usize, usize) {
     let needle = at.replace('|', "");
     let bar = at.find('|').expect("marker has a |");
@@ -85,7 +90,9 @@ fn cases() -> Vec<Case> {
         case("repeat max zero", InvalidValue, wf("^^(until = ${a.ok}, max = 0) --< (a) >--", ""), "max = |0"),
         case("bare name in condition", FlowSyntax, wf("a ??(ok) --< (b) >--", ""), "??(|ok)"),
         case("chained comparison", FlowSyntax, wf("a ??(${a.score} > 1 > 2) --< (b) >--", ""), "1 |> 2"),
-        case("nesting too deep", FlowSyntax, wf(&format!("{}a{}", "(".repeat(150), ")".repeat(150)), ""), "((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((|("),
+        case("blocks nest too deep", FlowSyntax, wf(&format!("{}a{}", "==> (".repeat(150), ") >==".repeat(150)), ""), leak(format!("'''{}|==> (", "==> (".repeat(100)))),
+        case("groups nest too deep", FlowSyntax, wf(&format!("{}a{}", "(".repeat(300), ")".repeat(300)), ""), leak(format!("'''{}|(", "(".repeat(128)))),
+        case("condition too long", FlowSyntax, wf(&format!("a ??(true{}) --< (b) >--", " && true".repeat(150)), ""), leak(format!("??(true{} |&&", " && true".repeat(100)))),
         // --- steps and names ---
         case("unknown step in flow", UnknownStep, wf("a -> zz", ""), "-> |zz"),
         case("cycle", Cycle, wf("a -> b -> a", ""), "b -> |a'''"),

@@ -97,7 +97,10 @@ pub fn load_secret(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
         use std::io::Read;
         std::fs::File::open("/dev/urandom")?.read_exact(&mut s)?;
     }
-    let tmp = path.with_extension("tmp");
+    // Written whole under a name of this process's own, then linked into
+    // place: `link` fails when another process got there first, and then
+    // its secret is the one everybody uses.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -106,6 +109,20 @@ pub fn load_secret(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
         .open(&tmp)?;
     f.write_all(&s)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let bytes = std::fs::read(path)?;
+            return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                std::io::Error::other(format!(
+                    "{} is not a kaon secret (32 bytes); remove it to have a new one made",
+                    path.display()
+                ))
+            });
+        }
+        Err(e) => return Err(e),
+    }
     Ok(s)
 }

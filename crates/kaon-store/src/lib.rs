@@ -190,6 +190,18 @@ pub enum StoreError {
         /// Who holds it.
         owner: String,
     },
+    /// A prefix names more than one artifact.
+    #[error(
+        "`{prefix}` names more than one artifact ({}{}); give more of the id",
+        candidates.join(", "),
+        if candidates.len() > 4 { ", ..." } else { "" }
+    )]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// Ids of some of the artifacts it names (up to 5).
+        candidates: Vec<String>,
+    },
     /// A write contradicts what is stored (a scope stored twice).
     #[error("conflicting write: {0}")]
     Conflict(String),
@@ -199,6 +211,20 @@ pub enum StoreError {
     /// The database's schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database's folder cannot be written.
+    #[error("kaon's data directory {} is read-only ({source}); kaon writes its database, logs and artifacts there: make it writable or choose another with --data-dir", dir.display())]
+    ReadOnly {
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The database file went away under a running process.
+    #[error("kaon's database {} was deleted or replaced while kaon was using it; what happened since is lost from it. Stopped here; steps that were running were left alone", path.display())]
+    Gone {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// The database could not be opened.
     #[error("cannot open the database at {path}: {source}")]
     Open {
@@ -273,6 +299,14 @@ pub trait StateStore: Send + Sync {
         owner: Option<&str>,
         now_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Fails with [`StoreError::Gone`] when the store is no longer the one
+    /// opened (its database file deleted or replaced under a running
+    /// process, whose writes would then go nowhere). Cheap: a driver calls
+    /// it several times a second.
+    fn check_present(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Stamps the heartbeat if `owner` still holds the run; false if not.
     fn heartbeat(

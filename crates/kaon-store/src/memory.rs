@@ -250,9 +250,10 @@ impl ArtifactIndex for MemoryStore {
         match hits.len() {
             0 => Ok(None),
             1 => Ok(Some(hits[0].clone())),
-            _ => Err(StoreError::Conflict(format!(
-                "`{id}` names more than one artifact; give more of the id"
-            ))),
+            _ => Err(StoreError::Ambiguous {
+                prefix: id.to_string(),
+                candidates: hits.iter().take(5).map(|a| a.id.clone()).collect(),
+            }),
         }
     }
 

@@ -38,6 +38,23 @@ pub enum Durability {
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file and its (device, inode) when opened, to notice it
+    /// being deleted or replaced.
+    file: Option<(std::path::PathBuf, u64, u64)>,
+}
+
+/// A write refused because the folder or file system is read-only (or not
+/// ours to write) becomes [`StoreError::ReadOnly`]; other errors come back.
+fn read_only(dir: &Path, source: std::io::Error) -> Result<StoreError, std::io::Error> {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    if matches!(source.kind(), ReadOnlyFilesystem | PermissionDenied) {
+        Ok(StoreError::ReadOnly {
+            dir: dir.to_path_buf(),
+            source,
+        })
+    } else {
+        Err(source)
+    }
 }
 
 const RUN_COLS: &str = "id, workflow, path, digest, params, options, parent_run, parent_node, \
@@ -48,14 +65,52 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `path` and brings its
     /// schema up to date.
     pub async fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        }
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        // Private to its owner: the database holds parameters and the logs
+        // beside it hold what steps print.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| read_only(&dir, source).unwrap_or_else(open_err))?;
+        // One process at a time creates and migrates the database: SQLite
+        // has no lock for sqlx's migrator, and two fresh `kaon run`s would
+        // both create the tables. The lock file is the first write, so a
+        // read-only folder is reported as such here.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "kaon.db".into());
+        let lock_path = dir.join(format!(".{name}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| read_only(&dir, source).unwrap_or_else(open_err))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| open_err(std::io::Error::other(e)))?
+            .map_err(open_err)?;
+        // Created 0600 before SQLite opens it (SQLite gives its -wal and
+        // -shm files the database file's mode).
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| read_only(&dir, source).unwrap_or_else(open_err))?;
+        let meta = std::fs::metadata(path).map_err(open_err)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -66,7 +121,10 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::connect(opts).await
+        let mut store = Self::connect(opts).await?;
+        drop(lock);
+        store.file = Some((path.to_path_buf(), meta.dev(), meta.ino()));
+        Ok(store)
     }
 
     /// A private in-memory database (tests).
@@ -83,7 +141,7 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, file: None })
     }
 
     async fn write_batch(tx: &mut Transaction<'_, Sqlite>, b: &Batch) -> Result<(), StoreError> {
@@ -357,7 +415,7 @@ impl ArtifactIndex for SqliteStore {
         let rows = sqlx::query(&format!(
             "SELECT {ART_COLS} FROM artifacts \
              WHERE (id >= ?1 AND id < ?1 || x'ff') OR (digest >= ?2 AND digest < ?2 || x'ff') \
-             ORDER BY created_ms DESC LIMIT 2"
+             ORDER BY created_ms DESC LIMIT 5"
         ))
         .bind(id)
         .bind(&digest)
@@ -367,9 +425,14 @@ impl ArtifactIndex for SqliteStore {
             return Ok(Some(artifact_row(&rows[0])?));
         }
         if rows.len() > 1 {
-            return Err(StoreError::Conflict(format!(
-                "`{id}` names more than one artifact; give more of the id"
-            )));
+            let candidates = rows
+                .iter()
+                .map(|r| artifact_row(r).map(|a| a.id))
+                .collect::<Result<_, _>>()?;
+            return Err(StoreError::Ambiguous {
+                prefix: id.to_string(),
+                candidates,
+            });
         }
         Ok(None)
     }
@@ -687,6 +750,17 @@ impl StateStore for SqliteStore {
                 run: run.into(),
                 owner: r.owner.unwrap_or_else(|| "nobody".into()),
             }),
+        }
+    }
+
+    fn check_present(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some((path, dev, ino)) = &self.file else {
+            return Ok(());
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.dev() == *dev && m.ino() == *ino => Ok(()),
+            _ => Err(StoreError::Gone { path: path.clone() }),
         }
     }
 

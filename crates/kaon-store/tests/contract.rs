@@ -334,10 +334,13 @@ async fn artifacts_lineage_and_memo<S: StateStore + ArtifactIndex>(s: &S) {
     assert_eq!(s.artifact("a9").await.unwrap().unwrap().run, None);
     assert!(s.artifact("zz").await.unwrap().is_none());
     // `a` is a prefix of every id: ambiguous, and said so.
-    assert!(matches!(
-        s.artifact("a").await,
-        Err(StoreError::Conflict(_))
-    ));
+    match s.artifact("a").await {
+        Err(e @ StoreError::Ambiguous { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("a9") && text.contains("give more"), "{text}");
+        }
+        other => panic!("expected Ambiguous, got {other:?}"),
+    }
     let all = s.artifacts(&ArtifactFilter::default()).await.unwrap();
     assert_eq!(
         all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),

@@ -28,8 +28,32 @@ use crate::expr::{BinOp, Expr, Lit, Ref};
 use crate::flow::lexer::{Token, TokenKind, lex};
 use crate::flow::{Binding, Flow, FlowKind, Ident, ListSource};
 
-/// How deep blocks and expressions may nest before the parser refuses.
-const MAX_DEPTH: u32 = 100;
+/// How deep blocks (parallel, for-each, repeat, when) may nest.
+pub const MAX_BLOCK_DEPTH: u32 = 100;
+
+/// How deep plain groups, `( ... )` and `sequence( ... )`, may nest. More
+/// than blocks: canonical verbs wrap a block body in `sequence( ... )`, and
+/// the canonical text of every flow that parses must parse again.
+pub const MAX_GROUP_DEPTH: u32 = 128;
+
+/// How deep a condition may nest (parentheses and `!`).
+pub const MAX_CONDITION_DEPTH: u32 = 100;
+
+/// How many binary operators a condition may have: `a || b || c` nests its
+/// tree one level per operator, and everything that walks a condition
+/// (checking, printing, evaluating) recurses through that tree.
+pub const MAX_CONDITION_OPERATORS: u32 = 100;
+
+/// What the parser is nested in; each kind has its own bound. The bounds
+/// keep every recursive walk of the model (this parser, validation, the
+/// plan, the printer, the engine) well inside a thread's stack. Sequences
+/// never nest: `a -> b -> c` is one flat list however long it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Nest {
+    Block,
+    Group,
+    Condition,
+}
 
 /// Why a flow does not parse.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +85,10 @@ pub fn parse_flow(src: &str, map: &StrMap) -> PResult<Flow> {
         tokens,
         pos: 0,
         map,
-        depth: 0,
+        blocks: 0,
+        groups: 0,
+        cond_depth: 0,
+        cond_ops: 0,
     };
     if p.peek() == &TokenKind::Eof {
         return Err(p
@@ -77,7 +104,14 @@ struct Parser<'m> {
     tokens: Vec<Token>,
     pos: usize,
     map: &'m StrMap,
-    depth: u32,
+    /// Blocks open around the current token.
+    blocks: u32,
+    /// Plain groups open around the current token.
+    groups: u32,
+    /// Parentheses and `!` open in the current condition.
+    cond_depth: u32,
+    /// Binary operators so far in the current condition.
+    cond_ops: u32,
 }
 
 impl ParseError {
@@ -143,20 +177,41 @@ impl Parser<'_> {
         self.error_at(code, self.here(), msg)
     }
 
-    fn enter(&mut self) -> PResult<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self
-                .error_here(Code::FlowSyntax, "the flow nests too deeply")
-                .help(format!(
-                    "kaon accepts up to {MAX_DEPTH} levels of nesting; split the work into a sub-workflow"
-                )));
+    /// Opens one level of `what` at `at` (the token that opens it), or
+    /// refuses when that is one level too many.
+    fn enter(&mut self, what: Nest, at: Span) -> PResult<()> {
+        let (depth, max) = match what {
+            Nest::Block => (&mut self.blocks, MAX_BLOCK_DEPTH),
+            Nest::Group => (&mut self.groups, MAX_GROUP_DEPTH),
+            Nest::Condition => (&mut self.cond_depth, MAX_CONDITION_DEPTH),
+        };
+        *depth += 1;
+        if *depth <= max {
+            return Ok(());
         }
-        Ok(())
+        let (msg, help) = match what {
+            Nest::Block => (
+                format!("the flow nests blocks deeper than {max} levels"),
+                format!("parallel, for-each, repeat and when blocks may nest up to {max} levels; move the inner levels into a sub-workflow"),
+            ),
+            Nest::Group => (
+                format!("the flow nests groups deeper than {max} levels"),
+                "`( ... )` and `sequence( ... )` only group steps; remove the levels that group a single item".to_string(),
+            ),
+            Nest::Condition => (
+                format!("the condition nests deeper than {max} levels"),
+                "remove parentheses around single values and double `!`s; for an involved decision, let a step make it and test its output, e.g. `${decide.go}`".to_string(),
+            ),
+        };
+        Err(self.error_at(Code::FlowSyntax, at, msg).help(help))
     }
 
-    fn leave(&mut self) {
-        self.depth -= 1;
+    fn leave(&mut self, what: Nest) {
+        match what {
+            Nest::Block => self.blocks -= 1,
+            Nest::Group => self.groups -= 1,
+            Nest::Condition => self.cond_depth -= 1,
+        }
     }
 
     fn is_kw(&self, n: usize, word: &str) -> bool {
@@ -245,8 +300,9 @@ impl Parser<'_> {
         Err(self.error_here(code, msg).help(help))
     }
 
+    /// Elements joined by `->` (or following a block): a flat list however
+    /// long the chain, never a nest.
     fn chain(&mut self) -> PResult<Flow> {
-        self.enter()?;
         let start = self.here();
         let mut items = Vec::new();
         loop {
@@ -275,24 +331,24 @@ impl Parser<'_> {
             }
             break;
         }
-        self.leave();
         let span = start.to(self.prev_end());
         Ok(Flow::sequence(items, span))
     }
 
     fn element(&mut self) -> PResult<Flow> {
+        if self.at_block_opener() {
+            self.enter(Nest::Block, self.here())?;
+            let block = self.block()?;
+            self.leave(Nest::Block);
+            return Ok(block);
+        }
+        if self.peek() == &TokenKind::LParen || self.is_kw(0, "sequence") {
+            self.enter(Nest::Group, self.here())?;
+            let group = self.group()?;
+            self.leave(Nest::Group);
+            return Ok(group);
+        }
         match self.peek().clone() {
-            TokenKind::ParOpen => self.parallel_op(),
-            TokenKind::Star2 => self.foreach_op(),
-            TokenKind::Caret2 => self.repeat_op(),
-            TokenKind::Quest2 => self.when_op(),
-            TokenKind::Ident(w) if self.at_verb_block() => match w.as_str() {
-                "parallel" => self.parallel_verb(),
-                "forEach" => self.foreach_verb(),
-                "repeat" => self.repeat_verb(),
-                _ => self.when_verb(),
-            },
-            TokenKind::Ident(w) if w == "sequence" => self.sequence_verb(),
             TokenKind::Ident(w) if CLOSERS.contains(&w.as_str()) => Err(self
                 .error_here(
                     Code::UnopenedBlock,
@@ -304,29 +360,6 @@ impl Parser<'_> {
             TokenKind::Ident(name) => {
                 let t = self.bump();
                 Ok(Flow::step(&name, self.span(&t)))
-            }
-            TokenKind::LParen => {
-                let open = self.bump();
-                let inner = self.chain()?;
-                if self.peek() != &TokenKind::RParen {
-                    let e = if self.peek() == &TokenKind::Comma {
-                        self.error_here(
-                            Code::FlowSyntax,
-                            "`,` in a plain group: branches go inside `==> ( ... ) >==`",
-                        )
-                        .help("write `x ==> (a, b) >== y` for parallel branches")
-                    } else {
-                        self.error_here(
-                            Code::FlowSyntax,
-                            format!("expected `)` to close the group, found {}", self.peek().describe()),
-                        )
-                    };
-                    return Err(e.related(self.span(&open), "group opened here"));
-                }
-                let close = self.bump();
-                let mut f = inner;
-                f.span = self.span(&open).to(self.span(&close));
-                Ok(f)
             }
             TokenKind::BlockOpen => Err(self
                 .error_here(
@@ -353,6 +386,57 @@ impl Parser<'_> {
                 )
                 .help("a flow is made of step names joined by `->`, `==> ( , ) >==`, `**(x = list) --< ( ) >--`")),
         }
+    }
+
+    /// A block, at its opener (see [`Parser::at_block_opener`]).
+    fn block(&mut self) -> PResult<Flow> {
+        match self.peek().clone() {
+            TokenKind::ParOpen => self.parallel_op(),
+            TokenKind::Star2 => self.foreach_op(),
+            TokenKind::Caret2 => self.repeat_op(),
+            TokenKind::Quest2 => self.when_op(),
+            TokenKind::Ident(w) => match w.as_str() {
+                "parallel" => self.parallel_verb(),
+                "forEach" => self.foreach_verb(),
+                "repeat" => self.repeat_verb(),
+                _ => self.when_verb(),
+            },
+            other => Err(self.error_here(
+                Code::FlowSyntax,
+                format!("expected a block, found {}", other.describe()),
+            )),
+        }
+    }
+
+    /// `( chain )` or `sequence( list )`, at its `(` or `sequence`.
+    fn group(&mut self) -> PResult<Flow> {
+        if self.peek() != &TokenKind::LParen {
+            return self.sequence_verb();
+        }
+        let open = self.bump();
+        let inner = self.chain()?;
+        if self.peek() != &TokenKind::RParen {
+            let e = if self.peek() == &TokenKind::Comma {
+                self.error_here(
+                    Code::FlowSyntax,
+                    "`,` in a plain group: branches go inside `==> ( ... ) >==`",
+                )
+                .help("write `x ==> (a, b) >== y` for parallel branches")
+            } else {
+                self.error_here(
+                    Code::FlowSyntax,
+                    format!(
+                        "expected `)` to close the group, found {}",
+                        self.peek().describe()
+                    ),
+                )
+            };
+            return Err(e.related(self.span(&open), "group opened here"));
+        }
+        let close = self.bump();
+        let mut f = inner;
+        f.span = self.span(&open).to(self.span(&close));
+        Ok(f)
     }
 
     /// Chains separated by commas up to (not including) one of `ends`.
@@ -816,7 +900,7 @@ impl Parser<'_> {
             }
             self.bump();
             let dup = if name == "until" {
-                let was = until.replace(self.expr()?);
+                let was = until.replace(self.condition()?);
                 was.is_some()
             } else {
                 let t = self.bump();
@@ -907,7 +991,7 @@ impl Parser<'_> {
     fn when_op(&mut self) -> PResult<Flow> {
         let q = self.bump();
         let open = self.header_open("`??`")?;
-        let cond = self.expr()?;
+        let cond = self.condition()?;
         self.header_close(&open)?;
         let header = self.span(&q).to(self.prev_end());
         let (then, otherwise, close) = self.body_op(header, "conditional", true)?;
@@ -924,7 +1008,7 @@ impl Parser<'_> {
     fn when_verb(&mut self) -> PResult<Flow> {
         let kw = self.bump();
         let open = self.bump();
-        let cond = self.expr()?;
+        let cond = self.condition()?;
         self.header_close(&open)?;
         if !self.starts_element() {
             return Err(self.error_here(
@@ -963,11 +1047,10 @@ impl Parser<'_> {
         })
     }
 
-    fn expr(&mut self) -> PResult<Expr> {
-        self.enter()?;
-        let e = self.expr_prec(1)?;
-        self.leave();
-        Ok(e)
+    /// A whole condition: of `until = `, `??( )` or `when( )`.
+    fn condition(&mut self) -> PResult<Expr> {
+        self.cond_ops = 0;
+        self.expr_prec(1)
     }
 
     fn binop(&self) -> Option<BinOp> {
@@ -992,6 +1075,16 @@ impl Parser<'_> {
                 break;
             }
             let op_tok = self.bump();
+            self.cond_ops += 1;
+            if self.cond_ops > MAX_CONDITION_OPERATORS {
+                return Err(self
+                    .error_at(
+                        Code::FlowSyntax,
+                        self.span(&op_tok),
+                        format!("the condition has more than {MAX_CONDITION_OPERATORS} operators"),
+                    )
+                    .help("for an involved decision, let a step make it and test its output, e.g. `${decide.go}`"));
+            }
             let right = if op.is_comparison() {
                 self.unary()?
             } else {
@@ -1015,9 +1108,9 @@ impl Parser<'_> {
     fn unary(&mut self) -> PResult<Expr> {
         if self.peek() == &TokenKind::Bang {
             let bang = self.bump();
-            self.enter()?;
+            self.enter(Nest::Condition, self.span(&bang))?;
             let operand = self.unary()?;
-            self.leave();
+            self.leave(Nest::Condition);
             let span = self.span(&bang).to(operand.span());
             return Ok(Expr::Not {
                 operand: Box::new(operand),
@@ -1026,7 +1119,9 @@ impl Parser<'_> {
         }
         if self.peek() == &TokenKind::LParen {
             let open = self.bump();
-            let inner = self.expr()?;
+            self.enter(Nest::Condition, self.span(&open))?;
+            let inner = self.expr_prec(1)?;
+            self.leave(Nest::Condition);
             if self.peek() != &TokenKind::RParen {
                 return Err(self
                     .error_here(
@@ -1146,8 +1241,44 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let s = format!("{}a{}", "(".repeat(5000), ")".repeat(5000));
-        assert!(err(&s).message.contains("nests too deeply"));
+        let e = err(&s);
+        assert_eq!(e.message, "the flow nests groups deeper than 128 levels");
+        assert_eq!(e.span.start, 128, "at the first `(` too many");
+        let s = format!("{}a{}", "sequence(".repeat(5000), ")".repeat(5000));
+        assert!(err(&s).message.contains("nests groups deeper than 128"));
+        let s = format!("{}a{}", "==> (".repeat(5000), ") >==".repeat(5000));
+        let e = err(&s);
+        assert_eq!(e.message, "the flow nests blocks deeper than 100 levels");
+        assert_eq!(e.span.start as usize, 100 * "==> (".len());
         let s = format!("??({}true) --< (a) >--", "!".repeat(5000));
-        assert!(err(&s).message.contains("nests too deeply"));
+        assert!(err(&s).message.contains("condition nests deeper than 100"));
+        let s = format!(
+            "??({}true{}) --< (a) >--",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        assert!(err(&s).message.contains("condition nests deeper than 100"));
+        let s = format!("??(true{}) --< (a) >--", " || true".repeat(5000));
+        let e = err(&s);
+        assert_eq!(e.message, "the condition has more than 100 operators");
+        assert_eq!(
+            e.span.start as usize,
+            "??(true".len() + 100 * " || true".len() + 1
+        );
+    }
+
+    #[test]
+    fn nesting_at_the_bounds_parses() {
+        let s = format!("{}a{}", "(".repeat(128), ")".repeat(128));
+        assert_eq!(parse(&s), parse("a"));
+        let s = format!("{}a{}", "==> (".repeat(100), ") >==".repeat(100));
+        parse(&s);
+        let s = format!("??({}true) --< (a) >--", "!".repeat(100));
+        parse(&s);
+        let s = format!(
+            "??(true{}) --< (a) >-- -> ??(true{0}) --< (b) >--",
+            " || true".repeat(100)
+        );
+        parse(&s);
     }
 }
