@@ -187,6 +187,8 @@ pub struct Driver<S: StateStore, E: Executor> {
     seen: HashSet<i64>,
     observer: Box<dyn Observer>,
     interrupts: u32,
+    /// Driving only to cancel (`kaon cancel` of an orphaned run).
+    cancelling: bool,
     memo: Option<MemoCtx>,
     /// Memo key parts computed since the last commit.
     keys: Vec<KeyRow>,
@@ -232,6 +234,7 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
             seen: HashSet::new(),
             observer,
             interrupts: 0,
+            cancelling: false,
             memo: None,
             keys: Vec::new(),
         }
@@ -295,6 +298,7 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
 
     /// Asks the root run to cancel as soon as the loop starts.
     pub fn cancel_at_start(&mut self, reason: &str) {
+        self.cancelling = true;
         self.pending.push_back((
             self.root.clone(),
             Event::CancelRequested {
@@ -608,6 +612,20 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
         Ok(())
     }
 
+    /// The secret values a run holds: its own secret parameters' and those
+    /// of the runs above it (a child run's parameters may carry a parent's
+    /// secret without being marked secret themselves).
+    fn secrets_of(&self, run: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut at = self.runs.get(run);
+        while let Some(c) = at {
+            out.extend(secret_values(&c.validated.workflow.params, &c.state.params));
+            at = c.parent.as_ref().and_then(|(p, _, _)| self.runs.get(p));
+        }
+        out.sort_by_key(|(_, v)| Reverse(v.len()));
+        out
+    }
+
     /// Computes a launch's memo key and, when an earlier step run has the
     /// result, links it in instead of running the step.
     async fn memoize(&mut self, run: &str, order: &LaunchOrder, now: Millis) -> Result<Memoized> {
@@ -615,10 +633,7 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
             return Ok(Memoized::Run(None));
         };
         let facts = self.exec.describe(order);
-        let secrets = match self.runs.get(run) {
-            Some(c) => secret_values(&c.validated.workflow.params, &c.state.params),
-            None => Vec::new(),
-        };
+        let secrets = self.secrets_of(run);
         let hidden = memo::Hidden {
             sealer: &self.opts.sealer,
             secrets: &secrets,
@@ -631,6 +646,30 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
         } else {
             None
         };
+        // Where the files would go is checked before the reuse is decided:
+        // a destination that refuses them (a file of the user's, a link)
+        // means the step runs; a store that cannot give them back drops
+        // the entry too.
+        let mut outcome = "ran".to_string();
+        let hit = match hit {
+            Some(hit) => match memo::plan(&m.blobs, &hit, &order.workdir).await {
+                Ok(plans) => Some((hit, plans)),
+                Err(e) => {
+                    if !e.is_in_the_way() {
+                        let _ = self
+                            .store
+                            .forget_memo(&key, &hit.row.run, hit.row.node)
+                            .await;
+                    }
+                    outcome = format!("ran: the result of {} was not put back: {e}", hit.from);
+                    None
+                }
+            },
+            None => None,
+        };
+        if hit.is_some() {
+            outcome = "memoized".into();
+        }
         self.keys.push(KeyRow {
             run: run.to_string(),
             node: order.node.0,
@@ -639,19 +678,18 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
             step_key: order.key.clone(),
             key: key.clone(),
             parts: serde_json::to_string(&parts).unwrap_or_else(|_| "{}".into()),
-            outcome: if hit.is_some() { "memoized" } else { "ran" }.into(),
+            outcome,
             created_ms: now as i64,
         });
-        let Some(hit) = hit else {
+        let Some((hit, plans)) = hit else {
             return Ok(Memoized::Run(Some(key)));
         };
         // Files go back in place off the driver's turn; the step counts as
         // done only once they are there.
         let (blobs, tx, store) = (m.blobs.clone(), m.tx.clone(), self.store.clone());
         let (run, node, attempt) = (run.to_string(), order.node, order.attempt);
-        let workdir = order.workdir.clone();
         tokio::spawn(async move {
-            let event = match memo::restore(&blobs, &hit, &workdir).await {
+            let event = match memo::restore(&blobs, plans).await {
                 Ok(()) => Event::StepMemoized {
                     node,
                     attempt,
@@ -797,17 +835,35 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
             })?);
         let options = pctx.state.options.clone();
         let link = Some((parent.to_string(), node, attempt));
-        let bound = kaon_engine::eval::bind_params(&validated.workflow.params, &params);
+        // A child's own `from_env`/`from_file` parameters the parent does
+        // not give are read as for a root run.
+        let mut params = params;
+        let base = base_dir(&validated);
+        let sourced = crate::secrets::take_from_sources(
+            &validated.workflow.params,
+            &mut params,
+            &base,
+            false,
+        );
+        let bound = match sourced {
+            Ok(()) => kaon_engine::eval::bind_params(&validated.workflow.params, &params),
+            Err(e) => Err(vec![format!("{e:#}")]),
+        };
         if let Some(row) = self.store.run(child).await? {
             // Made before a restart: carry it on, with its parameters as the
             // parent gives them now (the stored ones have secrets sealed).
             let stored: Map<String, Value> = serde_json::from_str(&row.params)
                 .with_context(|| format!("run {}: stored parameters are damaged", row.id))?;
             let current = bound.clone().unwrap_or_default();
-            let params =
+            // A run being cancelled launches nothing: its secrets may stay
+            // sealed.
+            let params = if self.cancelling {
+                stored
+            } else {
                 self.opts
                     .sealer
-                    .unseal_params(&validated.workflow.params, &stored, &current)?;
+                    .unseal_params(&validated.workflow.params, &stored, &current)?
+            };
             let state = load_state(self.store.as_ref(), &row, validated.clone(), params).await?;
             let expected = row.owner.clone();
             self.store
@@ -832,13 +888,14 @@ impl<S: StateStore + ArtifactIndex + 'static, E: Executor> Driver<S, E> {
                 return Ok(());
             }
         };
+        let inherited = self.secrets_of(parent);
         let row = new_run_row(
             child,
             &validated,
             &self
                 .opts
                 .sealer
-                .seal_params(&validated.workflow.params, &params),
+                .seal_params(&validated.workflow.params, &params, &inherited),
             &options,
             Some((parent, node.0)),
             &self.owner,

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         // The reader of our output went away: nothing to say, to nobody.
-        Err(e) if kaon::out::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if kaon::out::closed() && kaon::out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", message(&e));
             ExitCode::from(2)

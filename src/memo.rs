@@ -17,7 +17,9 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use kaon_artifacts::proto::{CodeDigest, EnvVar, Environment, InputDigest, MemoKey, OutputDecl};
-use kaon_artifacts::{ArtifactKind, ArtifactStore, Digest, Existing, hash_path};
+use kaon_artifacts::{
+    ArtifactError, ArtifactKind, ArtifactStore, Digest, Existing, RestorePlan, hash_code,
+};
 use kaon_engine::event::Invocation;
 use kaon_engine::{LaunchOrder, OutputArtifact};
 use kaon_exec::outputs::artifact_id;
@@ -61,7 +63,7 @@ impl CodeCache {
         {
             return Ok(d);
         }
-        let Some((_, d)) = hash_path(path).await? else {
+        let Some((_, d)) = hash_code(path).await? else {
             bail!("code path {} does not exist", path.display());
         };
         if meta.is_file()
@@ -183,8 +185,11 @@ pub async fn memo_key(
                 spark_version: facts["spark"].as_str().unwrap_or("").to_string(),
                 ..Default::default()
             });
-            key.config =
-                hidden.hide(&serde_json::json!({ "job": job, "placement": facts }).to_string());
+            // Hidden in the structure, before serialising: a secret with a
+            // quote or a line break in it would not match its escaped form.
+            key.config = hidden
+                .hide_json(serde_json::json!({ "job": job, "placement": facts }))
+                .to_string();
         }
         Invocation::Unsupported { kind } => bail!("steps of kind `{kind}` are not cached"),
     }
@@ -244,6 +249,21 @@ pub struct Hidden<'a> {
 impl Hidden<'_> {
     fn hide(&self, text: &str) -> String {
         crate::secrets::hide(self.sealer, self.secrets, text)
+    }
+
+    fn hide_json(&self, v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.hide(&s)),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|i| self.hide_json(i)).collect())
+            }
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (self.hide(&k), self.hide_json(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
     }
 }
 
@@ -323,21 +343,37 @@ pub async fn lookup<S: ArtifactIndex>(
     Ok(None)
 }
 
-/// Puts a hit's files and folders back at the paths the step declares.
-/// Each path must lie inside the step's working directory with no link on
-/// the way; a folder is merged into (files of the user's stay), and a file
-/// at one of the artifact's own paths is replaced, as running the step
-/// would have done.
-pub async fn restore(blobs: &ArtifactStore, hit: &Hit, workdir: &Path) -> Result<()> {
+/// Decides how a hit's files and folders go back at the paths the step
+/// declares, writing nothing: each path must lie inside the step's working
+/// directory with no link on the way; a folder is merged into (files of
+/// the user's stay), and a file at one of the artifact's own paths that
+/// differs refuses the reuse ([`kaon_artifacts::ArtifactError::is_in_the_way`]):
+/// kaon never overwrites a file it cannot tell it wrote, and running the
+/// step instead is the step's own doing.
+pub async fn plan(
+    blobs: &ArtifactStore,
+    hit: &Hit,
+    workdir: &Path,
+) -> Result<Vec<RestorePlan>, ArtifactError> {
+    let mut plans = Vec::with_capacity(hit.restore.len());
     for (kind, digest, path) in &hit.restore {
-        kaon_artifacts::no_link_below(workdir, path)
-            .with_context(|| format!("cannot restore {}", path.display()))?;
+        kaon_artifacts::no_link_below(workdir, path)?;
+        plans.push(
+            blobs
+                .plan_restore(*kind, digest, path, Existing::Refuse)
+                .await?,
+        );
+    }
+    Ok(plans)
+}
+
+/// Carries out the plans of [`plan`].
+pub async fn restore(blobs: &ArtifactStore, plans: Vec<RestorePlan>) -> Result<()> {
+    for p in plans {
         blobs
-            .materialize(*kind, digest, path, Existing::Replace)
+            .apply(p)
             .await
-            .with_context(|| {
-                format!("cannot restore {} from the artifact store", path.display())
-            })?;
+            .context("cannot restore a cached output from the artifact store")?;
     }
     Ok(())
 }

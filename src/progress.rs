@@ -152,7 +152,7 @@ impl Plain {
 
     fn line(&mut self, s: &str) {
         let t = self.start.elapsed().as_secs_f64();
-        let _ = writeln!(self.out.lock(), "[{t:>7.1}s] {s}");
+        crate::out::write(format_args!("[{t:>7.1}s] {s}\n"));
     }
 }
 

@@ -14,8 +14,9 @@ use indexmap::IndexMap;
 use kaon_model::spec::{Param, ParamSource};
 use serde_json::{Map, Value};
 
-/// What a stored secret parameter looks like: `{"secret": "<digest>"}`.
-const SEALED: &str = "secret";
+/// What a stored secret parameter looks like: `{"kaon:secret": "<digest>"}`
+/// (a key no workflow value is likely to have).
+const SEALED: &str = "kaon:secret";
 
 /// Digests secret values under the data directory's key.
 #[derive(Clone)]
@@ -49,17 +50,23 @@ impl Sealer {
         format!("kd:{}", &h.to_hex()[..32])
     }
 
-    /// Parameters as they are stored: each secret one replaced by
-    /// `{"secret": "<digest>"}`.
+    /// Parameters as they are stored: each secret one, and each one whose
+    /// value holds one of `inherited` (a parent run's secrets handed to a
+    /// sub-workflow), replaced by `{"kaon:secret": "<digest>"}`.
     pub fn seal_params(
         &self,
         declared: &IndexMap<String, Param>,
         params: &Map<String, Value>,
+        inherited: &[(String, String)],
     ) -> Map<String, Value> {
         params
             .iter()
             .map(|(k, v)| {
-                let v = if declared.get(k).is_some_and(|p| p.secret) {
+                let holds_inherited = || {
+                    let text = kaon_engine::eval::to_text(v);
+                    inherited.iter().any(|(_, s)| text.contains(s.as_str()))
+                };
+                let v = if declared.get(k).is_some_and(|p| p.secret) || holds_inherited() {
                     serde_json::json!({ SEALED: self.digest(&kaon_engine::eval::to_text(v)) })
                 } else {
                     v.clone()
@@ -91,12 +98,20 @@ impl Sealer {
                     how_to_give(k, declared.get(k))
                 );
             };
-            if self.digest(&kaon_engine::eval::to_text(now)) != sealed {
+            // Given as text again (`-p`, a variable, a file): converted to
+            // the declared type, as when the run started.
+            let now = match declared.get(k) {
+                Some(p) => kaon_engine::eval::coerce(&p.ty, now.clone()).map_err(|_| {
+                    anyhow::anyhow!("secret parameter `{k}`: the value given is not {:#}", p.ty)
+                })?,
+                None => now.clone(),
+            };
+            if self.digest(&kaon_engine::eval::to_text(&now)) != sealed {
                 bail!(
                     "secret parameter `{k}` differs from the value the run started with; carrying it on with another would mix two runs (start a new run with `kaon run --new`)"
                 );
             }
-            out.insert(k.clone(), now.clone());
+            out.insert(k.clone(), now);
         }
         Ok(out)
     }
@@ -114,14 +129,17 @@ pub fn how_to_give(name: &str, p: Option<&Param>) -> String {
 /// Fills in parameters that `-p` did not give from their `from_env` or
 /// `from_file` source. `base` is the workflow file's folder. A missing
 /// variable is left out (a default or the "required" error follows); a
-/// file that is named but cannot be read is an error.
+/// file that is named but cannot be read is an error. With `only_secrets`
+/// (carrying a run on: the store keeps every other value) the rest are
+/// left alone.
 pub fn take_from_sources(
     declared: &IndexMap<String, Param>,
     given: &mut Map<String, Value>,
     base: &Path,
+    only_secrets: bool,
 ) -> Result<()> {
     for (name, p) in declared {
-        if given.contains_key(name) {
+        if given.contains_key(name) || (only_secrets && !p.secret) {
             continue;
         }
         match &p.source {

@@ -154,6 +154,59 @@ fn a_restore_or_a_get_never_deletes_what_kaon_did_not_write() {
         "made\n"
     );
 
+    // A file the artifact holds (the folder's whole content was stored,
+    // the workflow file with it) that the user edited since: the result is
+    // not put back over it; the step runs instead, and says why.
+    let edited_wf = format!("{DIR_OUTPUT}# a comment added later\n");
+    k.write("proj/wf.toml", &edited_wf);
+    std::fs::remove_file(k.path("proj/made.txt")).unwrap();
+    let edited = run_ok(&k, "proj/wf.toml", &[]);
+    let o = k.run(&["cache", "explain", &edited, "make"]);
+    assert_eq!(state_of(&k, &edited, "make"), "succeeded", "{}", text(&o));
+    assert!(text(&o).contains("was not put back"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&wf).unwrap(), edited_wf);
+    // ... and the run after that reuses the new result.
+    std::fs::remove_file(k.path("proj/made.txt")).unwrap();
+    let again = run_ok(&k, "proj/wf.toml", &[]);
+    assert_eq!(state_of(&k, &again, "make"), "memoized");
+    assert_eq!(
+        std::fs::read_to_string(k.path("proj/made.txt")).unwrap(),
+        "made\n"
+    );
+
+    // The data directory inside the output folder is never stored with it.
+    k.write("proj3/wf.toml", DIR_OUTPUT);
+    let dd = k.path("proj3/.kaon");
+    let dds = dd.to_str().unwrap();
+    let o = k.run(&[
+        "run",
+        "--data-dir",
+        dds,
+        "proj3/wf.toml",
+        "--progress",
+        "plain",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = k.run(&["artifacts", "list", "--data-dir", dds, "--format", "json"]);
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        listed[0]["files"], 3,
+        "wf.toml, made.txt, sub/deep.txt: {listed:#}"
+    );
+    std::fs::remove_file(k.path("proj3/made.txt")).unwrap();
+    let o = k.run(&[
+        "run",
+        "--data-dir",
+        dds,
+        "proj3/wf.toml",
+        "--progress",
+        "plain",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("memoized"), "{}", text(&o));
+    let o = k.run(&["runs", "list", "--data-dir", dds]);
+    assert!(o.status.success(), "the database survived: {}", text(&o));
+
     // The same with `workdir` and `path = "./"`.
     k.write(
         "proj2/wf.toml",
@@ -179,7 +232,7 @@ fn a_restore_or_a_get_never_deletes_what_kaon_did_not_write() {
 
     // `artifacts get` into a folder merges; a file that differs is refused
     // unless --force; a file in the way of a folder is an error.
-    let a = artifacts(&k, &id);
+    let a = artifacts(&k, &again);
     let aid = a[0]["id"].as_str().unwrap();
     let get = |out: &str, force: bool| {
         let mut args = vec!["artifacts", "get", aid, "-o", out];
@@ -305,7 +358,12 @@ fn a_corrupt_blob_is_found_and_replaced() {
     flip_byte(&blob);
     std::fs::remove_file(k.path("proj/model.bin")).unwrap();
     let o = verify(true);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "its content is lost: {}",
+        text(&o)
+    );
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("moved aside"),
         "{}",
@@ -835,4 +893,77 @@ fn a_chain_of_ninety_thousand_steps_validates_and_runs() {
     no_panic(&o);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("90000 succeeded"), "{}", text(&o));
+}
+
+#[test]
+fn a_resumed_run_takes_its_secret_again_and_checks_it() {
+    let k = Kaon::new();
+    k.write(
+        "wf.toml",
+        &SECRET
+            .replace("flow = \"use\"", "flow = \"use -> slow -> child\"")
+            .replace(
+                "[steps.use]",
+                "[steps.slow]\nkind = \"command\"\nscript = \"echo started > started; sleep 2\"\n\n[steps.child]\nkind = \"subworkflow\"\nworkflow = \"child.toml\"\nparams = { tok = \"${params.token}\" }\n\n[steps.use]",
+            ),
+    );
+    // The child does not mark its parameter secret: the parent's secret
+    // is still never stored in the child run.
+    k.write(
+        "child.toml",
+        "[workflow]\nname = \"child\"\nflow = \"c\"\n\n[params]\ntok = { type = \"string\" }\n\n[steps.c]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"test \\\"$1\\\" = \\\"$KAON_TEST_TOKEN\\\"\", \"c\", \"${params.tok}\"]\n",
+    );
+    let token = "hunter2-resume-5150";
+    let mut child = k
+        .cmd(&["run", "wf.toml", "--progress", "plain"])
+        .env("KAON_TEST_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !k.path("started").exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let id = k.wait_run_id();
+    // Another value is refused; the variable missing says where to put it.
+    let o = k
+        .cmd(&["resume", &id, "--progress", "plain"])
+        .env("KAON_TEST_TOKEN", "hunter2-other")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("differs from the value the run started with"),
+        "{}",
+        text(&o)
+    );
+    let o = k
+        .cmd(&["resume", &id, "--progress", "plain"])
+        .env_remove("KAON_TEST_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("$KAON_TEST_TOKEN"), "{}", text(&o));
+    // The same value carries it on, through the child run.
+    let o = k
+        .cmd(&["resume", &id, "--progress", "plain"])
+        .env("KAON_TEST_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(state_of(&k, &id, "child"), "succeeded");
+    let mut files = Vec::new();
+    files_under(&k.data(), &mut files);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(7).any(|w| w == b"hunter2"),
+            "{} holds the secret",
+            f.display()
+        );
+    }
 }

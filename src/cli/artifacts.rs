@@ -413,7 +413,7 @@ fn step_blobs(data: &DataArgs) -> Result<ArtifactStore> {
     match std::env::var("KAON_ARTIFACT_STORE") {
         Ok(url) if step_file().is_some() => {
             let cwd = std::env::current_dir()?;
-            Ok(ArtifactStore::open(&url, &cwd)?)
+            Ok(ArtifactStore::open(&url, &cwd)?.skipping(&data.data_dir))
         }
         _ => data.blobs(),
     }
@@ -759,24 +759,20 @@ async fn sources<S: ArtifactIndex>(
             }
         }
     }
+    out.sort();
     out.dedup();
     Ok(out)
 }
 
 async fn verify<S: ArtifactIndex>(data: &DataArgs, store: &S, repair: bool) -> Result<ExitCode> {
-    use kaon_artifacts::ArtifactError;
     let blobs = data.blobs()?;
     let all = blobs.blobs().await?;
-    let mut broken: Vec<(Digest, String)> = Vec::new();
-    for (d, _, _) in &all {
-        match blobs.verify(d).await {
-            Ok(_) | Err(ArtifactError::Missing { .. }) => {}
-            Err(ArtifactError::Corrupt { actual, .. }) => {
-                broken.push((*d, format!("corrupt (its content hashes to {actual})")));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let mut broken: Vec<(Digest, String)> = blobs
+        .check_all()
+        .await?
+        .into_iter()
+        .map(|(d, actual)| (d, format!("corrupt (its content hashes to {actual})")))
+        .collect();
     // What the artifacts need: their blobs and, for folders, their files'.
     let present: BTreeSet<Digest> = all.iter().map(|(d, _, _)| *d).collect();
     let mut entries: HashMap<Digest, Vec<(Digest, String)>> = HashMap::new();
@@ -838,6 +834,8 @@ async fn verify<S: ArtifactIndex>(data: &DataArgs, store: &S, repair: bool) -> R
         }
         match fixed {
             Some(p) => kaon::outln!("  repaired from {}", p.display()),
+            // Its content is gone: the artifacts stay broken (exit 1), but
+            // nothing reuses them, so the steps that made them run again.
             None if what == "missing" => {
                 left += 1;
                 kaon::outln!(
@@ -845,6 +843,7 @@ async fn verify<S: ArtifactIndex>(data: &DataArgs, store: &S, repair: bool) -> R
                 );
             }
             None => {
+                left += 1;
                 let aside = blobs.quarantine(d).await?;
                 kaon::outln!(
                     "  no file holds its content any more: moved aside to {aside}; the steps that made it run again when next needed"

@@ -77,6 +77,10 @@ async fn explain<S: StateStore + ArtifactIndex>(
             continue;
         }
         kaon::outln!("{}: ran (key {})", n.key, k.key);
+        if let Some(why) = k.outcome.strip_prefix("ran: ") {
+            kaon::outln!("  {why}");
+            continue;
+        }
         let earlier: Vec<KeyRow> = store
             .keys(&k.step, 500)
             .await?

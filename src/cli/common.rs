@@ -70,6 +70,7 @@ impl DataArgs {
         };
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         ArtifactStore::open(&url, &cwd)
+            .map(|s| s.skipping(&self.data_dir))
             .with_context(|| format!("cannot open the artifact store `{url}`"))
     }
 
@@ -233,7 +234,7 @@ pub async fn drive(
             let row = driver::new_run_row(
                 &id,
                 &validated,
-                &sealer.seal_params(&validated.workflow.params, &params),
+                &sealer.seal_params(&validated.workflow.params, &params, &[]),
                 &options,
                 None,
                 &owner,
@@ -326,13 +327,7 @@ async fn callback_listener(
     let addr = l.local_addr()?;
     {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&port_file)
+        let _ = kaon_exec::files::create_private(&port_file)
             .and_then(|mut f| f.write_all(addr.port().to_string().as_bytes()));
     }
     Ok((l, format!("http://{addr}")))
@@ -362,14 +357,20 @@ pub async fn claim_orphan(store: &SqliteStore, row: &RunRow, owner: &str) -> Res
 }
 
 /// The parameters given to a run now: `-p NAME=VALUE` (each name once),
-/// then each parameter's `from_env` or `from_file` source.
-pub fn given_params(args: &[String], v: &Validated) -> Result<Map<String, Value>> {
+/// then each parameter's `from_env` or `from_file` source. `resuming`: a
+/// stored run is carried on, which needs only its secrets.
+pub fn given_params(args: &[String], v: &Validated, resuming: bool) -> Result<Map<String, Value>> {
     let mut m = Map::new();
     for a in args {
         let Some((k, val)) = a.split_once('=') else {
             bail!("-p {a}: expected NAME=VALUE");
         };
         let k = k.trim();
+        if resuming && !v.workflow.params.get(k).is_some_and(|p| p.secret) {
+            bail!(
+                "-p {k}=...: a run carries on with the parameters it started with; only secret parameters (which kaon does not store) are given again"
+            );
+        }
         if m.contains_key(k) {
             bail!(
                 "-p {k}=...: parameter `{k}` is given twice; give it once (a list is written as JSON: -p {k}='[\"a\", \"b\"]')"
@@ -377,13 +378,8 @@ pub fn given_params(args: &[String], v: &Validated) -> Result<Map<String, Value>
         }
         m.insert(k.to_string(), Value::String(val.to_string()));
     }
-    let base = v
-        .workflow
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    kaon::secrets::take_from_sources(&v.workflow.params, &mut m, &base)?;
+    let base = driver::base_dir(v);
+    kaon::secrets::take_from_sources(&v.workflow.params, &mut m, &base, resuming)?;
     Ok(m)
 }
 

@@ -69,7 +69,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
             kill_grace: args.kill_grace,
             cancel: None,
         };
-        let given = common::given_params(&args.params, &v)?;
+        let given = common::given_params(&args.params, &v, true)?;
         common::drive(&args.data, store, v, Start::Resume(&row, given), drive).await
     })?
 }

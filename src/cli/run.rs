@@ -107,7 +107,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
     let Some(v) = loaded.result.filter(|_| ok) else {
         return Ok(ExitCode::from(2));
     };
-    let given = common::given_params(&args.params, &v)?;
+    let given = common::given_params(&args.params, &v, false)?;
     let params = match kaon_engine::eval::bind_params(&v.workflow.params, &given) {
         Ok(p) => p,
         Err(errs) => {
@@ -149,7 +149,10 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
         if !args.new {
             let path = std::path::absolute(&v.workflow.path)?.display().to_string();
             // Stored parameters have their secrets sealed: compare sealed.
-            let sealed = args.data.sealer()?.seal_params(&v.workflow.params, &params);
+            let sealed = args
+                .data
+                .sealer()?
+                .seal_params(&v.workflow.params, &params, &[]);
             let params_text = Value::Object(sealed).to_string();
             let unfinished = store
                 .list_runs(&RunFilter {

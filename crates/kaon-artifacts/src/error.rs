@@ -78,6 +78,15 @@ pub enum ArtifactError {
         /// The folder it should stay in.
         root: PathBuf,
     },
+    /// A symbolic link in a folder being stored leads back to a folder it
+    /// is in: storing it would never end.
+    #[error("{}: a symbolic link back to {}, a folder it is in; kaon does not store loops", link.display(), target.display())]
+    LinkLoop {
+        /// The link.
+        link: PathBuf,
+        /// The folder it leads back to.
+        target: PathBuf,
+    },
     /// A path that leaves the folder it must stay in (`..`, absolute).
     #[error("{}: lies outside {}; outputs stay inside their step's folder", path.display(), root.display())]
     Outside {
@@ -125,6 +134,20 @@ pub enum ArtifactError {
 }
 
 impl ArtifactError {
+    /// True when the destination's layout refuses a restore (something in
+    /// the way, a link, files that differ), as opposed to the store failing:
+    /// the stored artifact is fine, and running the step instead is right.
+    pub fn is_in_the_way(&self) -> bool {
+        matches!(
+            self,
+            ArtifactError::InTheWay { .. }
+                | ArtifactError::LinkInTheWay { .. }
+                | ArtifactError::Conflicts { .. }
+                | ArtifactError::Outside { .. }
+                | ArtifactError::LinkOutside { .. }
+        )
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ArtifactError {
         let path = path.into();
         move |source| ArtifactError::Io { path, source }

@@ -107,6 +107,11 @@ pub struct ArtifactStore {
     /// while hashing, then link into place if absent. Remote stores hash
     /// first so content already there is never uploaded again.
     staged: bool,
+    /// Folders never stored as part of a folder output (canonical paths):
+    /// a local store's own root, and what [`ArtifactStore::skipping`] adds
+    /// (kaon's data directory), so that an output folder that holds them
+    /// does not take in the database, the secret and every blob.
+    skip: Arc<Vec<PathBuf>>,
 }
 
 /// Test hook: `KAON_FAILPOINT=<name>` makes the process die (SIGABRT, no
@@ -185,6 +190,7 @@ impl ArtifactStore {
                 root: ObjPath::default(),
                 url: "memory://".into(),
                 staged: true,
+                skip: Arc::default(),
             });
         }
         if let Some((scheme, _)) = url.split_once("://")
@@ -242,6 +248,7 @@ impl ArtifactStore {
                 root,
                 url: url.trim_end_matches('/').to_string(),
                 staged: false,
+                skip: Arc::default(),
             });
         }
         let dir = match url.strip_prefix("file://") {
@@ -260,7 +267,20 @@ impl ArtifactStore {
             root: ObjPath::default(),
             url: format!("file://{}", dir.display()),
             staged: true,
+            skip: Arc::new(vec![dir.clone()]),
         })
+    }
+
+    /// Leaves `dir` (if it exists) out of every folder this store stores.
+    pub fn skipping(mut self, dir: &Path) -> ArtifactStore {
+        if let Ok(c) = std::fs::canonicalize(dir) {
+            let mut skip = self.skip.as_ref().clone();
+            if !skip.contains(&c) {
+                skip.push(c);
+            }
+            self.skip = Arc::new(skip);
+        }
+        self
     }
 
     /// The store's URL (a `file://` URL with an absolute path for local stores).
@@ -534,7 +554,7 @@ impl ArtifactStore {
 
     /// Stores a folder: each file, then its manifest.
     pub async fn put_dir(&self, path: &Path) -> Result<Stored, ArtifactError> {
-        let files = walk(path)?;
+        let files = walk(path, Links::Inside, &self.skip)?;
         let mut entries = Vec::with_capacity(files.len());
         let mut total = 0u64;
         let stored = futures::stream::iter(files.into_iter().map(|(rel, abs, exec)| async move {
@@ -649,10 +669,10 @@ impl ArtifactStore {
     /// artifact holds are written (each to a temporary name beside it,
     /// renamed once its digest checks), files already identical are left
     /// as they are, and nothing else under `dest` is touched or removed.
-    /// A file at one of the artifact's paths with other content is
-    /// replaced only with [`Existing::Replace`]; with [`Existing::Refuse`]
-    /// the call fails before writing anything. A folder, a file or a
-    /// symbolic link standing where the artifact needs the other is an
+    /// A file (or link) at one of the artifact's paths with other content
+    /// is replaced only with [`Existing::Replace`]; with
+    /// [`Existing::Refuse`] the call fails before writing anything. A
+    /// folder or a file standing where the artifact needs the other is an
     /// error, never removed, and no link at or under `dest` is written
     /// through. Returns how many files were written.
     pub async fn materialize(
@@ -662,6 +682,21 @@ impl ArtifactStore {
         dest: &Path,
         existing: Existing,
     ) -> Result<u64, ArtifactError> {
+        let plan = self.plan_restore(kind, d, dest, existing).await?;
+        self.apply(plan).await
+    }
+
+    /// What [`ArtifactStore::materialize`] would write, decided without
+    /// writing anything: the checks happen here, so a caller can choose
+    /// something else when the destination refuses the artifact
+    /// ([`ArtifactError::is_in_the_way`]).
+    pub async fn plan_restore(
+        &self,
+        kind: ArtifactKind,
+        d: &Digest,
+        dest: &Path,
+        existing: Existing,
+    ) -> Result<RestorePlan, ArtifactError> {
         let entries: Vec<(PathBuf, Digest, bool)> = match kind {
             ArtifactKind::File => vec![(PathBuf::new(), *d, false)],
             ArtifactKind::Dir => {
@@ -685,30 +720,36 @@ impl ArtifactStore {
                 out
             }
             // A reference is never copied: its files are where they are.
-            ArtifactKind::Reference => return Ok(0),
+            ArtifactKind::Reference => return Ok(RestorePlan::default()),
         };
-        let plan = {
-            let dest = dest.to_path_buf();
-            tokio::task::spawn_blocking(move || plan_writes(kind, &dest, entries, existing))
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || plan_writes(kind, &dest, entries, existing))
+            .await
+            .map_err(|e| ArtifactError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    /// Carries out a plan from [`ArtifactStore::plan_restore`]; returns
+    /// how many files were written.
+    pub async fn apply(&self, plan: RestorePlan) -> Result<u64, ArtifactError> {
+        if let Some(dir) = &plan.folder {
+            tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|e| ArtifactError::Io {
-                    path: PathBuf::new(),
-                    source: std::io::Error::other(e),
-                })??
-        };
-        if kind == ArtifactKind::Dir {
-            tokio::fs::create_dir_all(dest)
-                .await
-                .map_err(ArtifactError::io(dest))?;
+                .map_err(ArtifactError::io(dir))?;
         }
         let mut written = 0;
-        for (target, fd, executable) in plan {
+        for (target, fd, executable) in plan.writes {
             self.get_file(&fd, &target).await?;
             if executable {
                 set_executable(&target)?;
             }
             written += 1;
             failpoint("artifact-restore");
+        }
+        for p in plan.chmods {
+            set_executable(&p)?;
         }
         Ok(written)
     }
@@ -919,20 +960,39 @@ fn read_chunks(
     (rx, task)
 }
 
+/// Which symbolic links [`walk`] follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Links {
+    /// Only those that stay inside the root (what is stored).
+    Inside,
+    /// All (code that is only read and hashed, e.g. a `lib -> ../shared`).
+    All,
+}
+
 /// The files under `root`: (relative "/"-path, absolute path, executable),
 /// sorted by relative path. A symbolic link is followed when it leads to a
-/// file or folder inside `root` and is an error when it leads out of it
-/// (or loops back to a folder it is in): an output stores what its step
-/// wrote, never `/etc/passwd` by way of a link.
-fn walk(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, ArtifactError> {
+/// file or folder inside `root` and, with [`Links::Inside`], is an error
+/// when it leads out of it: an output stores what its step wrote, never
+/// `/etc/passwd` by way of a link. A link back to a folder it is in is an
+/// error either way (the walk would never end).
+fn walk(
+    root: &Path,
+    links: Links,
+    skip: &[PathBuf],
+) -> Result<Vec<(String, PathBuf, bool)>, ArtifactError> {
     let croot = std::fs::canonicalize(root).map_err(ArtifactError::io(root))?;
     let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
+    // Each folder with the canonical folders that lead to it: a link to
+    // one of them is a loop.
+    let mut stack = vec![(root.to_path_buf(), String::new(), vec![croot.clone()])];
+    while let Some((dir, rel, chain)) = stack.pop() {
         let rd = std::fs::read_dir(&dir).map_err(ArtifactError::io(&dir))?;
         for entry in rd {
             let entry = entry.map_err(ArtifactError::io(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if is_temp_name(&name) {
+                continue;
+            }
             let path = entry.path();
             let child = if rel.is_empty() {
                 name.clone()
@@ -943,20 +1003,33 @@ fn walk(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, ArtifactError> {
                 .file_type()
                 .map_err(ArtifactError::io(&path))?
                 .is_symlink();
-            if link {
+            let canonical = if link {
                 let target = std::fs::canonicalize(&path).map_err(ArtifactError::io(&path))?;
-                let at = std::fs::canonicalize(&dir).map_err(ArtifactError::io(&dir))?;
-                if !target.starts_with(&croot) || at.starts_with(&target) {
+                if links == Links::Inside && !target.starts_with(&croot) {
                     return Err(ArtifactError::LinkOutside {
                         link: path,
                         target,
                         root: root.to_path_buf(),
                     });
                 }
-            }
+                target
+            } else {
+                chain.last().map(|c| c.join(&name)).unwrap_or_default()
+            };
             let meta = std::fs::metadata(&path).map_err(ArtifactError::io(&path))?;
             if meta.is_dir() {
-                stack.push((path, child));
+                if skip.contains(&canonical) {
+                    continue;
+                }
+                if chain.contains(&canonical) {
+                    return Err(ArtifactError::LinkLoop {
+                        link: path,
+                        target: canonical,
+                    });
+                }
+                let mut next = chain.clone();
+                next.push(canonical);
+                stack.push((path, child, next));
             } else if meta.is_file() {
                 out.push((child, path, is_executable(&meta)));
             }
@@ -964,6 +1037,12 @@ fn walk(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, ArtifactError> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// The temporary name of a file kaon is putting in place (see
+/// [`temp_beside`]): one left by a crash is not part of an output.
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".kaon-")
 }
 
 #[cfg(unix)]
@@ -1068,17 +1147,37 @@ pub fn inside(path: &Path, root: &Path) -> Result<(), ArtifactError> {
     }
 }
 
-/// Decides what [`ArtifactStore::materialize`] writes: (target, digest,
-/// executable) for each file that is missing or differs, after checking
-/// that nothing is in the way.
+/// What putting an artifact in place writes: see
+/// [`ArtifactStore::plan_restore`].
+#[derive(Debug, Default)]
+pub struct RestorePlan {
+    /// The folder to create (a folder artifact's destination).
+    folder: Option<PathBuf>,
+    /// (target, digest, executable) of each file to write.
+    writes: Vec<(PathBuf, Digest, bool)>,
+    /// Files already right but for their executable bit.
+    chmods: Vec<PathBuf>,
+}
+
+impl RestorePlan {
+    /// True when everything is in place already.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.chmods.is_empty()
+    }
+}
+
+/// Decides what [`ArtifactStore::apply`] writes, after checking that
+/// nothing is in the way.
 fn plan_writes(
     kind: ArtifactKind,
     dest: &Path,
     entries: Vec<(PathBuf, Digest, bool)>,
     existing: Existing,
-) -> Result<Vec<(PathBuf, Digest, bool)>, ArtifactError> {
+) -> Result<RestorePlan, ArtifactError> {
+    let mut plan = RestorePlan::default();
     match std::fs::symlink_metadata(dest) {
-        Ok(m) if m.file_type().is_symlink() => {
+        // Files are written under a folder: never through a link to one.
+        Ok(m) if kind == ArtifactKind::Dir && m.file_type().is_symlink() => {
             return Err(ArtifactError::LinkInTheWay {
                 path: dest.to_path_buf(),
             });
@@ -1095,38 +1194,47 @@ fn plan_writes(
                 what: "a folder",
             });
         }
+        Err(_) if kind == ArtifactKind::Dir => plan.folder = Some(dest.to_path_buf()),
         _ => {}
     }
-    let mut out = Vec::new();
     let mut conflicts = Vec::new();
     for (rel, d, executable) in entries {
         let target = if rel.as_os_str().is_empty() {
             dest.to_path_buf()
         } else {
-            no_link_below(dest, &dest.join(&rel))?;
+            if let Some(parent) = rel.parent() {
+                no_link_below(dest, &dest.join(parent))?;
+            }
             dest.join(&rel)
         };
         match std::fs::symlink_metadata(&target) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.push((target, d, executable)),
-            Err(e) => return Err(ArtifactError::io(&target)(e)),
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(ArtifactError::LinkInTheWay { path: target });
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                plan.writes.push((target, d, executable))
             }
+            Err(e) => return Err(ArtifactError::io(&target)(e)),
             Ok(m) if m.is_dir() => {
                 return Err(ArtifactError::InTheWay {
                     path: target,
                     what: "a folder",
                 });
             }
-            Ok(m) => {
-                let same = hash_file(&target)?.0 == d && (!executable || is_executable(&m));
-                if same {
-                    continue;
-                }
+            // The rename that puts a file in place replaces a link (never
+            // writes through it), but the link is the user's: it differs.
+            Ok(m) if m.file_type().is_symlink() => {
                 if existing == Existing::Refuse {
                     conflicts.push(target.clone());
                 }
-                out.push((target, d, executable));
+                plan.writes.push((target, d, executable));
+            }
+            Ok(m) => {
+                if hash_file(&target)?.0 != d {
+                    if existing == Existing::Refuse {
+                        conflicts.push(target.clone());
+                    }
+                    plan.writes.push((target, d, executable));
+                } else if executable && !is_executable(&m) {
+                    plan.chmods.push(target);
+                }
             }
         }
     }
@@ -1139,14 +1247,29 @@ fn plan_writes(
             more,
         });
     }
-    Ok(out)
+    Ok(plan)
 }
 
 /// What `path` would be stored as, without storing it: its kind and
 /// digest (a folder's manifest digest), or `None` when it does not exist.
+/// Links follow the rule of storing (see [`walk`]).
 pub async fn hash_path(path: &Path) -> Result<Option<(ArtifactKind, Digest)>, ArtifactError> {
+    hash_with(path, Links::Inside).await
+}
+
+/// Like [`hash_path`], following every link: for code that a step only
+/// reads (a memo key's `code` folders), where a link out of the folder is
+/// the user's own layout, not a leak.
+pub async fn hash_code(path: &Path) -> Result<Option<(ArtifactKind, Digest)>, ArtifactError> {
+    hash_with(path, Links::All).await
+}
+
+async fn hash_with(
+    path: &Path,
+    links: Links,
+) -> Result<Option<(ArtifactKind, Digest)>, ArtifactError> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || hash_path_blocking(&path))
+    tokio::task::spawn_blocking(move || hash_path_blocking(&path, links))
         .await
         .map_err(|e| ArtifactError::Io {
             path: PathBuf::new(),
@@ -1161,7 +1284,10 @@ fn hash_file(path: &Path) -> Result<(Digest, u64), ArtifactError> {
     Ok((Digest::from(hasher.finalize()), n))
 }
 
-fn hash_path_blocking(path: &Path) -> Result<Option<(ArtifactKind, Digest)>, ArtifactError> {
+fn hash_path_blocking(
+    path: &Path,
+    links: Links,
+) -> Result<Option<(ArtifactKind, Digest)>, ArtifactError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -1176,7 +1302,7 @@ fn hash_path_blocking(path: &Path) -> Result<Option<(ArtifactKind, Digest)>, Art
         });
     }
     let mut entries = Vec::new();
-    for (rel, abs, executable) in walk(path)? {
+    for (rel, abs, executable) in walk(path, links, &[])? {
         let (d, size) = hash_file(&abs)?;
         entries.push(ManifestEntry {
             path: rel,

@@ -151,7 +151,6 @@ async fn contract(store: ArtifactStore, scratch: &Path) {
     std::fs::create_dir_all(&outside).unwrap();
     let linked = scratch.join("linked-dir");
     write(&linked.join("part-0000.parquet"), b"zero");
-    std::fs::remove_dir_all(linked.join("..").join("linked-dir").join("nested")).ok();
     std::os::unix::fs::symlink(&outside, linked.join("nested")).unwrap();
     assert!(matches!(
         store
@@ -345,8 +344,32 @@ async fn outputs_never_follow_links_out_of_their_folder() {
     std::os::unix::fs::symlink("..", out.join("sub/loop")).unwrap();
     assert!(matches!(
         store.put_path(&out).await,
-        Err(ArtifactError::LinkOutside { .. })
+        Err(ArtifactError::LinkLoop { .. })
     ));
+    std::fs::remove_file(out.join("sub/loop")).unwrap();
+    // Two folders that link to each other: a loop too, not an endless walk.
+    std::fs::create_dir_all(out.join("a")).unwrap();
+    std::fs::create_dir_all(out.join("b")).unwrap();
+    std::os::unix::fs::symlink("../b", out.join("a/x")).unwrap();
+    std::os::unix::fs::symlink("../a", out.join("b/x")).unwrap();
+    assert!(matches!(
+        store.put_path(&out).await,
+        Err(ArtifactError::LinkLoop { .. })
+    ));
+    assert!(matches!(
+        kaon_artifacts::hash_code(&out).await,
+        Err(ArtifactError::LinkLoop { .. })
+    ));
+    std::fs::remove_file(out.join("b/x")).unwrap();
+    // A folder the store is told to skip (kaon's data directory) and the
+    // temporary files of a cut-off restore are never part of an output.
+    write(&out.join(".kaon/kaon.db"), b"the database");
+    write(&out.join(".model.bin.kaon-1-2-3"), b"half a file");
+    let skipping = store.clone().skipping(&out.join(".kaon"));
+    let s = skipping.put_path(&out).await.unwrap();
+    let m = skipping.manifest(&s.digest).await.unwrap();
+    let names: Vec<&str> = m.entries.iter().map(|e| e.path.as_str()).collect();
+    assert!(!names.iter().any(|n| n.contains(".kaon")), "{names:?}");
     // The output itself: `inside` resolves links before comparing.
     std::os::unix::fs::symlink(secret.join("key"), scratch.path().join("work-link")).unwrap();
     assert!(kaon_artifacts::inside(&out.join("model.bin"), scratch.path()).is_ok());

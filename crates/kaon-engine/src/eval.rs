@@ -215,6 +215,11 @@ pub fn bind_params(
                 Ok(v) => {
                     out.insert(k.clone(), v);
                 }
+                // The message would quote the value.
+                Err(_) if p.secret => errs.push(format!(
+                    "secret parameter `{k}`: the value given is not {:#}",
+                    p.ty
+                )),
                 Err(e) => errs.push(format!("parameter `{k}`: {e}")),
             },
             None => match &p.default {

@@ -304,7 +304,11 @@ impl Executor for LocalExecutor {
             .process_group(0)
             .kill_on_drop(false);
         let child = cmd.spawn().map_err(|e| LaunchError {
-            message: format!("cannot start `{}`: {e}", argv.join(" ")),
+            // The program only: arguments may hold secrets.
+            message: format!(
+                "cannot start `{}`: {e}",
+                argv.first().map(String::as_str).unwrap_or_default()
+            ),
             platform: true,
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
@@ -583,7 +587,7 @@ mod tests {
         let id = "run/1/1";
         let mut child = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(format!("sleep 0.3; exec env KAON_ATTEMPT_ID={id} sleep 5"))
+            .arg(format!("sleep 1; exec env KAON_ATTEMPT_ID={id} sleep 5"))
             .stdout(out)
             .process_group(0)
             .spawn()

@@ -112,17 +112,38 @@ pub fn load_secret(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let bytes = std::fs::read(path)?;
-            return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                std::io::Error::other(format!(
-                    "{} is not a kaon secret (32 bytes); remove it to have a new one made",
-                    path.display()
-                ))
-            });
-        }
-        Err(e) => return Err(e),
+        Ok(()) => return Ok(s),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        // A file system without hard links: create it in place, exclusively.
+        Err(_) => match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(mut f) => {
+                f.write_all(&s)?;
+                f.sync_all()?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        },
     }
-    Ok(s)
+    // Another process made it first: use its secret, once written whole
+    // (a file created in place is briefly shorter).
+    for _ in 0..100 {
+        let bytes = std::fs::read(path)?;
+        if let Ok(theirs) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(theirs);
+        }
+        if bytes.len() > 32 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(std::io::Error::other(format!(
+        "{} is not a kaon secret (32 bytes); remove it to have a new one made",
+        path.display()
+    )))
 }

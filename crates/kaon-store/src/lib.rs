@@ -193,13 +193,14 @@ pub enum StoreError {
     /// A prefix names more than one artifact.
     #[error(
         "`{prefix}` names more than one artifact ({}{}); give more of the id",
-        candidates.join(", "),
-        if candidates.len() > 4 { ", ..." } else { "" }
+        candidates.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+        if candidates.len() > 5 { ", ..." } else { "" }
     )]
     Ambiguous {
         /// The prefix given.
         prefix: String,
-        /// Ids of some of the artifacts it names (up to 5).
+        /// Ids of some of the artifacts it names (up to 6: five are shown,
+        /// a sixth says there are more).
         candidates: Vec<String>,
     },
     /// A write contradicts what is stored (a scope stored twice).
@@ -212,7 +213,7 @@ pub enum StoreError {
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The database's folder cannot be written.
-    #[error("kaon's data directory {} is read-only ({source}); kaon writes its database, logs and artifacts there: make it writable or choose another with --data-dir", dir.display())]
+    #[error("kaon's data directory {} is read-only or not writable by this user ({source}); kaon writes its database, logs and artifacts there: make it writable or choose another with --data-dir", dir.display())]
     ReadOnly {
         /// The folder.
         dir: std::path::PathBuf,

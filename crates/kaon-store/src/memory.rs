@@ -252,7 +252,7 @@ impl ArtifactIndex for MemoryStore {
             1 => Ok(Some(hits[0].clone())),
             _ => Err(StoreError::Ambiguous {
                 prefix: id.to_string(),
-                candidates: hits.iter().take(5).map(|a| a.id.clone()).collect(),
+                candidates: hits.iter().take(6).map(|a| a.id.clone()).collect(),
             }),
         }
     }

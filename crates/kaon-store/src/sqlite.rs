@@ -43,6 +43,28 @@ pub struct SqliteStore {
     file: Option<(std::path::PathBuf, u64, u64)>,
 }
 
+/// Makes a data directory made by an older kaon (0755, files 0644)
+/// private, as new ones are: only what this user owns, errors ignored (the
+/// directory stays usable either way).
+fn tighten(dir: &Path, db: &Path, me: u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let set = |p: &Path, mode: u32| {
+        if let Ok(m) = std::fs::metadata(p)
+            && m.uid() == me
+            && m.mode() & 0o777 != mode
+        {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+        }
+    };
+    set(dir, 0o700);
+    set(db, 0o600);
+    for suffix in ["-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        set(Path::new(&p), 0o600);
+    }
+}
+
 /// A write refused because the folder or file system is read-only (or not
 /// ours to write) becomes [`StoreError::ReadOnly`]; other errors come back.
 fn read_only(dir: &Path, source: std::io::Error) -> Result<StoreError, std::io::Error> {
@@ -111,6 +133,10 @@ impl SqliteStore {
             .open(path)
             .map_err(|source| read_only(&dir, source).unwrap_or_else(open_err))?;
         let meta = std::fs::metadata(path).map_err(open_err)?;
+        // The lock file was made by this process: its owner is this user.
+        if let Ok(l) = std::fs::metadata(&lock_path) {
+            tighten(&dir, path, l.uid());
+        }
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -415,7 +441,7 @@ impl ArtifactIndex for SqliteStore {
         let rows = sqlx::query(&format!(
             "SELECT {ART_COLS} FROM artifacts \
              WHERE (id >= ?1 AND id < ?1 || x'ff') OR (digest >= ?2 AND digest < ?2 || x'ff') \
-             ORDER BY created_ms DESC LIMIT 5"
+             ORDER BY created_ms DESC LIMIT 6"
         ))
         .bind(id)
         .bind(&digest)
