@@ -105,8 +105,8 @@ fn blobs(rt: &tokio::runtime::Runtime, dir: &Path) {
         let store = ArtifactStore::open(&format!("store-{i}"), dir).unwrap();
         let (s, t) = secs(|| rt.block_on(store.put_file(&src)).unwrap());
         put.push(t);
-        // The same content again: no copy, but the stored blob is read
-        // back to check it still holds what its name says.
+        // The same content again: streamed and hashed as the first time,
+        // then linked over the existing blob (which repairs a bad one).
         let (again, t) = secs(|| rt.block_on(store.put_file(&src)).unwrap());
         assert_eq!(again, s);
         put_again.push(t);
@@ -120,7 +120,7 @@ fn blobs(rt: &tokio::runtime::Runtime, dir: &Path) {
     rows.push(("cp + fsync".into(), cp_sync));
     rows.push(("kaon put (read + hash + write + link)".into(), put));
     rows.push((
-        "kaon put, content already stored (read + hash both)".into(),
+        "kaon put, content already stored (read + hash + write + relink)".into(),
         put_again,
     ));
     rows.push(("kaon get (read + verify + write)".into(), get));

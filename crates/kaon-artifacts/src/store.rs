@@ -89,7 +89,10 @@ pub enum Existing {
 ///
 /// Contract:
 /// - `put_*` returns the digest of what was stored; storing content that is
-///   already there is a no-op with the same result. A blob becomes visible
+///   already there gives the same result and leaves one blob. On a local
+///   store that put replaces the blob atomically with the copy it just
+///   checked (so a blob that went bad is repaired); on a remote store a
+///   blob of the wrong size is replaced, others are kept. A blob becomes visible
 ///   under its digest only when complete: an interrupted put leaves nothing
 ///   under `blobs/` (at most an unreferenced object under `tmp/`, which
 ///   [`ArtifactStore::clean_tmp`] removes).
@@ -323,26 +326,15 @@ impl ArtifactStore {
         }
     }
 
-    /// Whether the object at `at` (a blob) holds what its name says. A
-    /// local store reads it through and hashes it; a remote one compares
-    /// the size only (reading back every object would cost a download per
-    /// put), and `kaon artifacts verify` checks remote content. Missing is
-    /// not sound.
+    /// Whether the remote object at `at` (a blob) is there with the size
+    /// its content has: reading back every object would cost a download
+    /// per put, so `kaon artifacts verify` checks remote content. Missing
+    /// is not sound.
     async fn sound_at(&self, at: &ObjPath, size: u64) -> Result<bool, ArtifactError> {
-        let Some(d) = at.filename().and_then(|n| n.parse::<Digest>().ok()) else {
-            return Ok(false);
-        };
-        if !self.staged {
-            return match self.inner.head(at).await {
-                Ok(m) => Ok(m.size == size),
-                Err(e) if is_not_found(&e) => Ok(false),
-                Err(e) => Err(self.err()(e)),
-            };
-        }
-        match self.verify(&d).await {
-            Ok(n) => Ok(n == size),
-            Err(ArtifactError::Corrupt { .. } | ArtifactError::Missing { .. }) => Ok(false),
-            Err(e) => Err(e),
+        match self.inner.head(at).await {
+            Ok(m) => Ok(m.size == size),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.err()(e)),
         }
     }
 
@@ -396,9 +388,10 @@ impl ArtifactStore {
         {
             Ok(_) => Ok(()),
             // Same name: the same content unless the blob went bad, in
-            // which case this put is the repair.
+            // which case this put is the repair. Locally, writing it again
+            // is cheaper than reading it back; remotely the size is asked.
             Err(e) if is_exists(&e) => {
-                if self.sound_at(at, bytes.len() as u64).await? {
+                if !self.staged && self.sound_at(at, bytes.len() as u64).await? {
                     Ok(())
                 } else {
                     self.inner
@@ -494,15 +487,11 @@ impl ArtifactStore {
         let blob = self.blob(&digest);
         let result = match self.inner.copy_if_not_exists(&tmp, &blob).await {
             Ok(()) => Ok(()),
-            // A blob that does not hold what its name says is replaced
-            // (atomically: the local backend links, then renames).
-            Err(e) if is_exists(&e) => {
-                if self.sound_at(&blob, size).await? {
-                    Ok(())
-                } else {
-                    self.inner.copy(&tmp, &blob).await.map_err(self.err())
-                }
-            }
+            // The blob exists. What was just streamed to `tmp/` hashes to
+            // its name, so putting it in place (link, then rename: atomic,
+            // no bytes copied) costs less than reading the blob back to
+            // check it, and replaces a blob that went bad.
+            Err(e) if is_exists(&e) => self.inner.copy(&tmp, &blob).await.map_err(self.err()),
             Err(e) if is_unsupported(&e) => self
                 .inner
                 .copy(&tmp, &self.blob(&digest))
