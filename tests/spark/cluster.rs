@@ -145,6 +145,22 @@ impl Cluster {
         ));
         let start = Instant::now();
         loop {
+            // A port picked free may be taken by the time Spark binds it;
+            // Spark then moves to the next one and says so in its log.
+            let log = std::fs::read_to_string(c.dir.path().join("master.log")).unwrap_or_default();
+            let after = |marker: &str| {
+                log.lines().find_map(|l| {
+                    let rest = &l[l.find(marker)? + marker.len()..];
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse::<u16>().ok()
+                })
+            };
+            if let Some(p) = after("started at http://127.0.0.1:") {
+                c.ui = format!("http://127.0.0.1:{p}");
+            }
+            if let Some(p) = after("on 127.0.0.1 with port ") {
+                c.rest = format!("http://127.0.0.1:{p}");
+            }
             if let Some(v) = c.state()
                 && v["aliveworkers"].as_u64().unwrap_or(0) >= 1
             {
