@@ -43,10 +43,11 @@ pub struct SqliteStore {
     file: Option<(std::path::PathBuf, u64, u64)>,
 }
 
-/// Makes a data directory made by an older kaon (0755, files 0644)
-/// private, as new ones are: only what this user owns, errors ignored (the
-/// directory stays usable either way).
-fn tighten(dir: &Path, db: &Path, me: u32) {
+/// Makes the database files of a data directory made by an older kaon
+/// (0644) private, as new ones are: only what this user owns, errors
+/// ignored. The folder itself is left as it is: `--data-dir` may name a
+/// folder kaon did not create, whose mode is not kaon's to change.
+fn tighten(db: &Path, me: u32) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let set = |p: &Path, mode: u32| {
         if let Ok(m) = std::fs::metadata(p)
@@ -56,7 +57,6 @@ fn tighten(dir: &Path, db: &Path, me: u32) {
             let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
         }
     };
-    set(dir, 0o700);
     set(db, 0o600);
     for suffix in ["-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();
@@ -135,7 +135,7 @@ impl SqliteStore {
         let meta = std::fs::metadata(path).map_err(open_err)?;
         // The lock file was made by this process: its owner is this user.
         if let Ok(l) = std::fs::metadata(&lock_path) {
-            tighten(&dir, path, l.uid());
+            tighten(path, l.uid());
         }
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
