@@ -163,7 +163,7 @@ fn index(rt: &tokio::runtime::Runtime, dir: &Path) {
         params: "{}".into(),
         options: "{}".into(),
         parent: None,
-        status: "succeeded".into(),
+        status: kaon_store::row::RunStatus::Succeeded,
         data: "{}".into(),
         created_ms: 0,
         finished_ms: None,

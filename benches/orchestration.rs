@@ -57,7 +57,10 @@ fn program(text: &str) -> (Arc<Program>, Map<String, Value>) {
 /// benchmark measures the real rows.
 fn batch(run: &str, state: &mut RunState, now: u64) -> (Batch, usize) {
     let d = state.take_delta();
-    (kaon::driver::to_batch(run, &d, vec![], now), d.nodes.len())
+    (
+        kaon_runtime::rows::to_batch(run, &d, vec![], now),
+        d.nodes.len(),
+    )
 }
 
 fn run_row(id: &str) -> RunRow {
@@ -69,7 +72,7 @@ fn run_row(id: &str) -> RunRow {
         params: "{}".into(),
         options: "{}".into(),
         parent: None,
-        status: "running".into(),
+        status: kaon_store::row::RunStatus::Running,
         data: "{}".into(),
         created_ms: 0,
         finished_ms: None,

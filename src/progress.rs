@@ -3,26 +3,55 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kaon_engine::program::TNode;
 use kaon_engine::run::fmt_duration;
 use kaon_engine::{NodeId, NodeRecord, RunState, RunStatus, SkipReason, StepState};
+use kaon_runtime::rows::{node_kind, node_state, record_kind};
+use kaon_store::row::{NodeKind, NodeState};
 
-/// Gets told about every committed change.
-pub trait Observer: Send {
-    /// Nodes changed in the last tick (already committed).
+pub use kaon_runtime::Observer;
+
+/// Keeps the summary of the run's end for the caller to print once the
+/// runtime has let go of the run, and passes everything on.
+pub struct Summarized {
+    inner: Box<dyn Observer>,
+    begun: Instant,
+    summary: Arc<Mutex<Option<String>>>,
+}
+
+impl Summarized {
+    /// Wraps `inner`; the summary goes to `summary` when the run ends.
+    pub fn new(inner: Box<dyn Observer>, summary: Arc<Mutex<Option<String>>>) -> Self {
+        Summarized {
+            inner,
+            begun: Instant::now(),
+            summary,
+        }
+    }
+}
+
+impl Observer for Summarized {
     fn changed(
         &mut self,
         root: &str,
         runs: &HashMap<&str, &RunState>,
         changed: &[(String, NodeRecord)],
-    );
-    /// A message for the user.
-    fn note(&mut self, msg: &str);
-    /// The root run ended.
-    fn finished(&mut self, state: &RunState);
+    ) {
+        self.inner.changed(root, runs, changed);
+    }
+    fn note(&mut self, msg: &str) {
+        self.inner.note(msg);
+    }
+    fn finished(&mut self, state: &RunState) {
+        self.inner.finished(state);
+        if let Ok(mut s) = self.summary.lock() {
+            *s = Some(summary(state, self.begun.elapsed()));
+        }
+    }
 }
 
 /// How progress is shown.
@@ -86,7 +115,7 @@ fn duration_of(r: &NodeRecord) -> String {
 
 fn describe(r: &NodeRecord, k: &str) -> Option<String> {
     Some(match &r.data.state {
-        StepState::Running { attempt, .. } if r.kind == "wait" => {
+        StepState::Running { attempt, .. } if record_kind(r.kind) == NodeKind::Wait => {
             format!(
                 "… {k} {}",
                 r.data
@@ -115,7 +144,7 @@ fn describe(r: &NodeRecord, k: &str) -> Option<String> {
             "↻ {k}: attempt {} {}; retrying in {}",
             attempt - 1,
             last.message,
-            fmt_duration(at.saturating_sub(crate::driver::now_ms()))
+            fmt_duration(at.saturating_sub(kaon_runtime::now_ms()))
         ),
         StepState::Skipped { reason } => match reason {
             SkipReason::ConditionFalse => format!("- {k}: condition false, nothing to run"),
@@ -168,7 +197,8 @@ impl Observer for Plain {
                 continue;
             };
             let key = (run.clone(), r.id.0);
-            let name = r.data.state.name();
+            let kind = record_kind(r.kind);
+            let name = node_state(&r.data.state);
             // A repeat announces each pass: the pass number is part of what
             // was last said about it.
             let said = format!("{name}:{}", r.data.info.items.unwrap_or(0));
@@ -191,19 +221,19 @@ impl Observer for Plain {
                 }
                 continue;
             }
-            if r.kind == "marker" || self.last.get(&key) == Some(&said) {
+            if kind == NodeKind::Marker || self.last.get(&key) == Some(&said) {
                 continue;
             }
-            if r.kind == "noop" && name != "succeeded" {
+            if kind == NodeKind::Noop && name != NodeState::Succeeded {
                 continue;
             }
-            if matches!(r.kind, "for-each" | "repeat" | "when") {
+            if kind.is_block() {
                 let lk = label(run, root, &r.key);
                 let s = match &r.data.state {
-                    StepState::Running { .. } if r.kind == "for-each" => {
+                    StepState::Running { .. } if kind == NodeKind::ForEach => {
                         format!("▶ {lk} over {} items", r.data.info.items.unwrap_or(0))
                     }
-                    StepState::Running { .. } if r.kind == "repeat" => {
+                    StepState::Running { .. } if kind == NodeKind::Repeat => {
                         format!("▶ {lk} pass {}", r.data.info.items.unwrap_or(1))
                     }
                     StepState::Running { .. } => {
@@ -290,6 +320,7 @@ impl Observer for Bars {
                 continue;
             };
             let key = (run.clone(), r.id.0);
+            let kind = record_kind(r.kind);
             if big_block(state, r.id).is_some() {
                 // Items of big blocks show in the block's bar; only their
                 // failures get a line.
@@ -300,7 +331,7 @@ impl Observer for Bars {
                 }
                 continue;
             }
-            if r.kind == "for-each" {
+            if kind == NodeKind::ForEach {
                 match &r.data.state {
                     StepState::Running { .. } => {
                         let bar = self.blocks.entry(key).or_insert_with(|| {
@@ -325,7 +356,10 @@ impl Observer for Bars {
                 }
                 continue;
             }
-            if matches!(r.kind, "marker" | "noop" | "repeat" | "when") {
+            if matches!(
+                kind,
+                NodeKind::Marker | NodeKind::Noop | NodeKind::Repeat | NodeKind::When
+            ) {
                 if matches!(r.data.state, StepState::Failed { .. })
                     && let Some(d) = describe(r, &label(run, root, &r.key))
                 {
@@ -398,23 +432,22 @@ impl Observer for Bars {
 
 /// The final report of a run, for stdout.
 pub fn summary(state: &RunState, elapsed: Duration) -> String {
-    let mut counts: HashMap<&'static str, u32> = HashMap::new();
+    let mut counts: HashMap<NodeState, u32> = HashMap::new();
     for (id, n) in state.nodes() {
-        if state.tnode(id).is_block()
-            || matches!(state.tnode(id), TNode::Step { kind, .. } if kind.name() == "marker")
-        {
+        let kind = node_kind(state.tnode(id));
+        if kind.is_block() || kind == NodeKind::Marker {
             continue;
         }
-        *counts.entry(n.state.name()).or_default() += 1;
+        *counts.entry(node_state(&n.state)).or_default() += 1;
     }
     let mut parts: Vec<String> = [
-        "succeeded",
-        "memoized",
-        "failed",
-        "skipped",
-        "cancelled",
-        "running",
-        "pending",
+        NodeState::Succeeded,
+        NodeState::Memoized,
+        NodeState::Failed,
+        NodeState::Skipped,
+        NodeState::Cancelled,
+        NodeState::Running,
+        NodeState::Pending,
     ]
     .iter()
     .filter_map(|s| counts.get(s).map(|c| format!("{c} {s}")))

@@ -341,6 +341,9 @@ fn client_scenarios(req: &str) {
 name = "client"
 flow = "py -> sql"
 
+[params]
+who = {{ type = "string", default = "kaon" }}
+
 [steps.py]
 kind = "spark"
 spark = "{version}"
@@ -351,7 +354,7 @@ outputs = {{ groups = "int" }}
 [steps.sql]
 kind = "spark"
 spark = "{version}"
-sql = "SELECT ${{py.groups}} AS groups, 'kaon' AS who UNION ALL SELECT 1, 'spark'"
+sql = "SELECT ${{py.groups}} AS groups, '${{params.who}}' AS who UNION ALL SELECT 1, 'spark'"
 master = "local[2]"
 outputs = {{ table = {{ type = "dir", path = "out/table" }}, rows = "int" }}
 "#
@@ -394,6 +397,27 @@ outputs = {{ table = {{ type = "dir", path = "out/table" }}, rows = "int" }}
     for n in spark {
         assert_eq!(n["state"], "memoized", "{n:#}");
     }
+
+    // A parameter the SQL reads changes: the SQL step runs again, and
+    // `kaon cache explain` names the SQL text as what changed (its memo
+    // key is recorded field by field), not just "config".
+    let (id, v, out) = run(&k, &["-p", "who=team"]);
+    assert_eq!(v["status"], "succeeded", "{out}");
+    let sql = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "sql")
+        .unwrap();
+    assert_eq!(sql["state"], "succeeded", "{sql:#}");
+    let o = k.cmd(&["cache", "explain", &id, "sql"]).output().unwrap();
+    let explained = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        explained.contains("sql: ") && explained.contains("team"),
+        "{explained}"
+    );
+    assert!(!explained.contains("config: changed"), "{explained}");
 
     // A failing PySpark driver: its Python error is the step's message.
     k.write(

@@ -1,17 +1,27 @@
-//! `kaon artifacts …`: list, show, get, put, lineage, inspect, gc.
+//! `kaon artifacts …`: list, show, get, put, lineage, inspect, verify, gc;
+//! one file per verb under `artifacts/`, the arguments and what the verbs
+//! share here.
 
-use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use kaon_artifacts::{ArtifactKind, ArtifactStore, Digest, Existing};
+use kaon_artifacts::ArtifactStore;
 use kaon_exec::outputs::ArtifactLine;
-use kaon_store::{ArtifactFilter, ArtifactIndex, ArtifactRow, Batch, Direction, StateStore};
+use kaon_store::{ArtifactFilter, ArtifactIndex, ArtifactRow, Direction};
 use serde_json::json;
 
 use super::common::{self, DataArgs};
+
+mod gc;
+mod get;
+mod inspect;
+mod lineage;
+mod list;
+mod put;
+mod show;
+mod verify;
 
 /// Artifacts: step outputs kept by content digest, with where they came
 /// from and what used them.
@@ -162,8 +172,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     common::block_on(async move {
         let data = &args.data;
         match args.command {
-            Verb::Put { path, name, tags } => put(data, &path, name, &tags).await,
-            Verb::Get { id, output, force } => get(data, &id, &output, force).await,
+            Verb::Put { path, name, tags } => put::put(data, &path, name, &tags).await,
+            Verb::Get { id, output, force } => get::get(data, &id, &output, force).await,
             Verb::List {
                 run,
                 step,
@@ -178,10 +188,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     digest: None,
                     limit: Some(limit),
                 };
-                list(&data.existing_store().await?, &filter, format).await
+                list::list(&data.existing_store().await?, &filter, format).await
             }
             Verb::Show { id, format } => {
-                show(data, &data.existing_store().await?, &id, format).await
+                show::show(data, &data.existing_store().await?, &id, format).await
             }
             Verb::Lineage {
                 id,
@@ -195,14 +205,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 } else {
                     Direction::Upstream
                 };
-                lineage(&data.existing_store().await?, &id, dir, depth, format).await
+                lineage::lineage(&data.existing_store().await?, &id, dir, depth, format).await
             }
             Verb::Inspect { id, rows } => {
-                inspect(data, &data.existing_store().await?, &id, rows).await
+                inspect::inspect(data, &data.existing_store().await?, &id, rows).await
             }
-            Verb::Verify { repair } => verify(data, &data.existing_store().await?, repair).await,
+            Verb::Verify { repair } => {
+                verify::verify(data, &data.existing_store().await?, repair).await
+            }
             Verb::Gc { dry_run, min_age } => {
-                gc(data, &data.existing_store().await?, dry_run, min_age).await
+                gc::gc(data, &data.existing_store().await?, dry_run, min_age).await
             }
         }
     })?
@@ -253,156 +265,6 @@ fn to_json(a: &ArtifactRow) -> serde_json::Value {
     })
 }
 
-async fn list<S: ArtifactIndex>(store: &S, f: &ArtifactFilter, format: Format) -> Result<ExitCode> {
-    let rows = store.artifacts(f).await?;
-    match format {
-        Format::Json => {
-            let v: Vec<_> = rows.iter().map(to_json).collect();
-            kaon::outln!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        Format::Table => {
-            kaon::outln!(
-                "{:<18} {:<14} {:<4} {:>10}  {:<12}  {:<22} STEP",
-                "ID",
-                "NAME",
-                "KIND",
-                "SIZE",
-                "DIGEST",
-                "RUN"
-            );
-            for a in &rows {
-                kaon::outln!(
-                    "{:<18} {:<14} {:<4} {:>10}  {:<12}  {:<22} {}{}",
-                    a.id,
-                    a.name,
-                    a.kind,
-                    size(a.size),
-                    short(&a.digest),
-                    a.run.as_deref().unwrap_or("-"),
-                    a.step_key.as_deref().unwrap_or("-"),
-                    if a.memoized_from.is_some() {
-                        " (memoized)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            if rows.is_empty() {
-                eprintln!("no artifacts match");
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn show<S: ArtifactIndex>(
-    data: &DataArgs,
-    store: &S,
-    id: &str,
-    format: Format,
-) -> Result<ExitCode> {
-    let a = find(store, id).await?;
-    let blobs = data.blobs()?;
-    let digest: Digest = a.digest.parse()?;
-    let present = blobs.contains(&digest).await?;
-    let up = store.lineage(&a.id, Direction::Upstream, 1).await?;
-    let down = store.lineage(&a.id, Direction::Downstream, 1).await?;
-    let manifest = if a.kind == "dir" && present {
-        Some(blobs.manifest(&digest).await?)
-    } else {
-        None
-    };
-    if let Format::Json = format {
-        let mut v = to_json(&a);
-        v["present"] = json!(present);
-        v["read_from"] = json!(up.iter().map(|e| &e.from).collect::<Vec<_>>());
-        v["read_by"] = json!(
-            down.iter()
-                .map(|e| format!("{}/{}", e.run, e.node))
-                .collect::<BTreeSet<_>>()
-        );
-        if let Some(m) = &manifest {
-            v["files"] = json!(
-                m.entries
-                    .iter()
-                    .map(|e| json!({"path": e.path, "digest": e.digest, "size": e.size}))
-                    .collect::<Vec<_>>()
-            );
-        }
-        kaon::outln!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    kaon::outln!("artifact {}", a.id);
-    kaon::outln!("  name        {}", a.name);
-    kaon::outln!(
-        "  kind        {} ({} file{})",
-        a.kind,
-        a.files,
-        if a.files == 1 { "" } else { "s" }
-    );
-    kaon::outln!("  size        {} ({} bytes)", size(a.size), a.size);
-    kaon::outln!("  media type  {}", a.media_type);
-    kaon::outln!("  digest      {}", a.digest);
-    kaon::outln!(
-        "  blob        {}",
-        if present {
-            "present"
-        } else {
-            "MISSING from the artifact store"
-        }
-    );
-    if let Some(run) = &a.run {
-        kaon::outln!(
-            "  made by     {} in run {run} (attempt {})",
-            a.step_key.as_deref().unwrap_or("?"),
-            a.attempt.unwrap_or(0)
-        );
-    } else {
-        kaon::outln!("  made by     kaon artifacts put (no run)");
-    }
-    if let Some(m) = &a.memoized_from {
-        kaon::outln!("  memoized    reuses {m}");
-    }
-    if let Some(p) = &a.path {
-        kaon::outln!("  written at  {p}");
-    }
-    kaon::outln!("  created     {}", common::fmt_time(a.created_ms));
-    if a.tags != "{}" {
-        kaon::outln!("  tags        {}", a.tags);
-    }
-    if !up.is_empty() {
-        kaon::outln!(
-            "  read from   {}",
-            up.iter()
-                .map(|e| e.from.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    if !down.is_empty() {
-        let readers: BTreeSet<String> = down.iter().map(|e| e.to.clone()).collect();
-        kaon::outln!(
-            "  used for    {}",
-            readers.into_iter().collect::<Vec<_>>().join(", ")
-        );
-    }
-    if let Some(m) = manifest {
-        kaon::outln!("  files:");
-        for e in m.entries.iter().take(50) {
-            kaon::outln!(
-                "    {:<40} {:>10}  {}",
-                e.path,
-                size(e.size as i64),
-                short(&e.digest)
-            );
-        }
-        if m.entries.len() > 50 {
-            kaon::outln!("    … {} more", m.entries.len() - 50);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Inside a step: where `kaon artifacts put/get` leave their lines.
 fn step_file() -> Option<PathBuf> {
     std::env::var_os("KAON_ARTIFACTS_FILE").map(PathBuf::from)
@@ -430,504 +292,4 @@ fn append(file: &Path, line: &ArtifactLine) -> Result<()> {
         .with_context(|| format!("cannot open $KAON_ARTIFACTS_FILE {}", file.display()))?;
     f.write_all(text.as_bytes())?;
     Ok(())
-}
-
-async fn put(
-    data: &DataArgs,
-    path: &Path,
-    name: Option<String>,
-    tags: &[String],
-) -> Result<ExitCode> {
-    let blobs = step_blobs(data)?;
-    let stored = blobs
-        .put_path(path)
-        .await
-        .with_context(|| format!("cannot store {}", path.display()))?;
-    let name = match name {
-        Some(n) => n,
-        None => path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "artifact".into()),
-    };
-    let media_type = kaon_artifacts::media_type(path, stored.kind);
-    let abs = std::path::absolute(path).unwrap_or(path.to_path_buf());
-    if let Some(file) = step_file() {
-        append(
-            &file,
-            &ArtifactLine::Put {
-                name: name.clone(),
-                digest: stored.digest.to_string(),
-                kind: stored.kind.as_str().into(),
-                size: stored.size,
-                files: stored.files,
-                media_type,
-                path: abs.display().to_string(),
-            },
-        )?;
-        kaon::outln!("{name} {} ({})", stored.digest, size(stored.size as i64));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut tag_map = serde_json::Map::new();
-    for t in tags {
-        let Some((k, v)) = t.split_once('=') else {
-            bail!("--tag `{t}`: expected key=value");
-        };
-        tag_map.insert(k.to_string(), json!(v));
-    }
-    let now = kaon::driver::now_ms() as i64;
-    let id = format!(
-        "a{}",
-        &blake3::hash(
-            format!("{}\0{name}\0{now}\0{}", stored.digest, std::process::id()).as_bytes()
-        )
-        .to_hex()[..16]
-    );
-    let store = data.store(kaon_store::Durability::Full).await?;
-    store
-        .commit(&[Batch {
-            artifacts: vec![ArtifactRow {
-                id: id.clone(),
-                digest: stored.digest.to_string(),
-                kind: stored.kind.as_str().into(),
-                size: stored.size as i64,
-                files: stored.files as i64,
-                media_type,
-                name,
-                path: Some(abs.display().to_string()),
-                created_ms: now,
-                tags: serde_json::Value::Object(tag_map).to_string(),
-                ..ArtifactRow::default()
-            }],
-            ..Batch::default()
-        }])
-        .await?;
-    kaon::outln!("{id} {} ({})", stored.digest, size(stored.size as i64));
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn get(data: &DataArgs, id: &str, output: &Path, force: bool) -> Result<ExitCode> {
-    let store = data.existing_store().await?;
-    let a = find(&store, id).await?;
-    let blobs = step_blobs(data)?;
-    let digest: Digest = a.digest.parse()?;
-    let kind: ArtifactKind = a.kind.parse().map_err(anyhow::Error::msg)?;
-    if kind == ArtifactKind::Reference {
-        let r = blobs.reference(&digest).await?;
-        bail!(
-            "{} is a reference: its files stay at {}, nothing to copy",
-            a.id,
-            r.url
-        );
-    }
-    let existing = if force {
-        Existing::Replace
-    } else {
-        Existing::Refuse
-    };
-    blobs
-        .materialize(kind, &digest, output, existing)
-        .await
-        .with_context(|| format!("cannot write {} to {}", a.id, output.display()))?;
-    if let Some(file) = step_file() {
-        append(
-            &file,
-            &ArtifactLine::Get {
-                artifact: a.id.clone(),
-                digest: a.digest.clone(),
-            },
-        )?;
-    }
-    eprintln!("{} → {}", a.id, output.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn lineage<S: ArtifactIndex>(
-    store: &S,
-    id: &str,
-    dir: Direction,
-    depth: u32,
-    format: LineageFormat,
-) -> Result<ExitCode> {
-    let root = find(store, id).await?;
-    let edges = store.lineage(&root.id, dir, depth).await?;
-    let mut rows: HashMap<String, ArtifactRow> = HashMap::new();
-    rows.insert(root.id.clone(), root.clone());
-    for e in &edges {
-        for id in [&e.from, &e.to] {
-            if !rows.contains_key(id)
-                && let Some(a) = store.artifact(id).await?
-            {
-                rows.insert(id.clone(), a);
-            }
-        }
-    }
-    let label = |id: &str| match rows.get(id) {
-        Some(a) => format!(
-            "{} {} ({}, {})",
-            a.id,
-            a.name,
-            short(&a.digest),
-            match (&a.run, &a.step_key) {
-                (Some(r), Some(s)) => format!("{s} in {r}"),
-                _ => "put by hand".into(),
-            }
-        ),
-        None => format!("{id} (unknown)"),
-    };
-    match format {
-        LineageFormat::Json => {
-            let v = json!({
-                "artifact": root.id,
-                "direction": if dir == Direction::Upstream { "upstream" } else { "downstream" },
-                "edges": edges.iter().map(|e| json!({
-                    "depth": e.depth, "from": e.from, "to": e.to, "run": e.run, "node": e.node,
-                })).collect::<Vec<_>>(),
-                "artifacts": rows.values().map(to_json).collect::<Vec<_>>(),
-            });
-            kaon::outln!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        LineageFormat::Dot => {
-            kaon::outln!("digraph lineage {{\n  rankdir=LR;\n  node [shape=box];");
-            for (id, a) in &rows {
-                kaon::outln!(
-                    "  \"{id}\" [label=\"{}\\n{}\\n{}\"];",
-                    a.name,
-                    short(&a.digest),
-                    a.step_key.as_deref().unwrap_or("put")
-                );
-            }
-            for e in &edges {
-                kaon::outln!("  \"{}\" -> \"{}\";", e.from, e.to);
-            }
-            kaon::outln!("}}");
-        }
-        LineageFormat::Tree => {
-            kaon::outln!("{}", label(&root.id));
-            // Children of a node: the artifacts one hop further.
-            let mut next: HashMap<&str, Vec<&str>> = HashMap::new();
-            for e in &edges {
-                let (a, b) = match dir {
-                    Direction::Upstream => (e.to.as_str(), e.from.as_str()),
-                    Direction::Downstream => (e.from.as_str(), e.to.as_str()),
-                };
-                let v = next.entry(a).or_default();
-                if !v.contains(&b) {
-                    v.push(b);
-                }
-            }
-            let arrow = if dir == Direction::Upstream {
-                "←"
-            } else {
-                "→"
-            };
-            fn walk(
-                at: &str,
-                prefix: &str,
-                depth: u32,
-                next: &HashMap<&str, Vec<&str>>,
-                label: &dyn Fn(&str) -> String,
-                arrow: &str,
-                path: &mut Vec<String>,
-            ) {
-                let Some(kids) = next.get(at) else { return };
-                for (i, k) in kids.iter().enumerate() {
-                    let last = i + 1 == kids.len();
-                    let seen = path.iter().any(|p| p == k);
-                    kaon::outln!(
-                        "{prefix}{}{arrow} {}{}",
-                        if last { "└─" } else { "├─" },
-                        label(k),
-                        if seen { " (cycle)" } else { "" }
-                    );
-                    if seen || depth == 0 {
-                        continue;
-                    }
-                    path.push(k.to_string());
-                    let p = format!("{prefix}{}", if last { "   " } else { "│  " });
-                    walk(k, &p, depth - 1, next, label, arrow, path);
-                    path.pop();
-                }
-            }
-            walk(
-                &root.id,
-                "",
-                depth,
-                &next,
-                &label,
-                arrow,
-                &mut vec![root.id.clone()],
-            );
-            if edges.is_empty() {
-                kaon::outln!(
-                    "  ({})",
-                    if dir == Direction::Upstream {
-                        "made from no recorded artifact"
-                    } else {
-                        "not used by any recorded step"
-                    }
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn inspect<S: ArtifactIndex>(
-    data: &DataArgs,
-    store: &S,
-    id: &str,
-    rows: usize,
-) -> Result<ExitCode> {
-    let a = find(store, id).await?;
-    let blobs = data.blobs()?;
-    let digest: Digest = a.digest.parse()?;
-    let tmp = tempfile::tempdir()?;
-    kaon::outln!(
-        "artifact {} {} ({}, {}, {})",
-        a.id,
-        a.name,
-        a.kind,
-        a.media_type,
-        size(a.size)
-    );
-    let mut files: Vec<PathBuf> = Vec::new();
-    match a.kind.as_str() {
-        "file" => {
-            let p = tmp.path().join(&a.name);
-            blobs.get_file(&digest, &p).await?;
-            files.push(p);
-        }
-        "dir" => {
-            let m = blobs.manifest(&digest).await?;
-            kaon::outln!("{} files", m.entries.len());
-            let parquet: Vec<_> = m
-                .entries
-                .iter()
-                .filter(|e| e.path.ends_with(".parquet"))
-                .collect();
-            let chosen: Vec<_> = if parquet.is_empty() {
-                for e in m.entries.iter().take(20) {
-                    kaon::outln!("  {:<40} {:>10}", e.path, size(e.size as i64));
-                }
-                m.entries.iter().filter(|e| e.size > 0).take(1).collect()
-            } else {
-                parquet
-            };
-            for e in chosen {
-                let d: Digest = e.digest.parse()?;
-                let p = tmp.path().join(e.path.replace('/', "__"));
-                blobs.get_file(&d, &p).await?;
-                files.push(p);
-            }
-        }
-        other => bail!("{}: a {other} artifact has no content kept by kaon", a.id),
-    }
-    let is_parquet = files
-        .iter()
-        .all(|f| f.extension().is_some_and(|e| e == "parquet"))
-        && !files.is_empty()
-        || a.media_type == "application/vnd.apache.parquet";
-    if is_parquet {
-        super::inspect::parquet(&files, rows)?;
-    } else if let Some(f) = files.first() {
-        super::inspect::text(f, rows)?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Where the content of a blob may still be found: the paths its
-/// artifacts were stored from, and for a folder's file, that file in the
-/// folder.
-async fn sources<S: ArtifactIndex>(
-    store: &S,
-    d: &Digest,
-    entries: &HashMap<Digest, Vec<(Digest, String)>>,
-) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let with = |digest: &Digest| ArtifactFilter {
-        digest: Some(digest.to_string()),
-        ..ArtifactFilter::default()
-    };
-    for a in store.artifacts(&with(d)).await? {
-        out.extend(a.path.map(PathBuf::from));
-    }
-    for (dir, rel) in entries.get(d).into_iter().flatten() {
-        for a in store.artifacts(&with(dir)).await? {
-            if let Some(p) = a.path {
-                out.push(Path::new(&p).join(rel));
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-async fn verify<S: ArtifactIndex>(data: &DataArgs, store: &S, repair: bool) -> Result<ExitCode> {
-    let blobs = data.blobs()?;
-    let all = blobs.blobs().await?;
-    let mut broken: Vec<(Digest, String)> = blobs
-        .check_all()
-        .await?
-        .into_iter()
-        .map(|(d, actual)| (d, format!("corrupt (its content hashes to {actual})")))
-        .collect();
-    // What the artifacts need: their blobs and, for folders, their files'.
-    let present: BTreeSet<Digest> = all.iter().map(|(d, _, _)| *d).collect();
-    let mut entries: HashMap<Digest, Vec<(Digest, String)>> = HashMap::new();
-    let mut needed: BTreeSet<Digest> = BTreeSet::new();
-    for (digest, kind) in store.digests().await? {
-        let Ok(d) = digest.parse::<Digest>() else {
-            continue;
-        };
-        if kind == "reference" {
-            continue;
-        }
-        needed.insert(d);
-        if kind == "dir"
-            && let Ok(m) = blobs.manifest(&d).await
-        {
-            for e in m.entries {
-                if let Ok(fd) = e.digest.parse::<Digest>() {
-                    needed.insert(fd);
-                    entries.entry(fd).or_default().push((d, e.path));
-                }
-            }
-        }
-    }
-    for d in needed.difference(&present) {
-        broken.push((*d, "missing".into()));
-    }
-    let mut left = 0;
-    for (d, what) in &broken {
-        let users: Vec<String> = store
-            .artifacts(&ArtifactFilter {
-                digest: Some(d.to_string()),
-                limit: Some(5),
-                ..ArtifactFilter::default()
-            })
-            .await?
-            .into_iter()
-            .map(|a| format!("{} {}", a.id, a.name))
-            .collect();
-        let used = if users.is_empty() {
-            String::new()
-        } else {
-            format!("; artifacts: {}", users.join(", "))
-        };
-        kaon::outln!("blob {d}: {what}{used}");
-        if !repair {
-            left += 1;
-            continue;
-        }
-        let mut fixed = None;
-        for p in sources(store, d, &entries).await? {
-            if let Ok(Some((ArtifactKind::File, have))) = kaon_artifacts::hash_path(&p).await
-                && have == *d
-                && blobs.put_file(&p).await.is_ok()
-                && blobs.verify(d).await.is_ok()
-            {
-                fixed = Some(p);
-                break;
-            }
-        }
-        match fixed {
-            Some(p) => kaon::outln!("  repaired from {}", p.display()),
-            // Its content is gone: the artifacts stay broken (exit 1), but
-            // nothing reuses them, so the steps that made them run again.
-            None if what == "missing" => {
-                left += 1;
-                kaon::outln!(
-                    "  no file holds its content any more; the steps that made it run again when next needed"
-                );
-            }
-            None => {
-                left += 1;
-                let aside = blobs.quarantine(d).await?;
-                kaon::outln!(
-                    "  no file holds its content any more: moved aside to {aside}; the steps that made it run again when next needed"
-                );
-            }
-        }
-    }
-    kaon::outln!(
-        "checked {} blobs: {} broken{}",
-        all.len(),
-        broken.len(),
-        if repair {
-            format!(", {} left broken", left)
-        } else if broken.is_empty() {
-            String::new()
-        } else {
-            " (`kaon artifacts verify --repair` puts back what it can)".into()
-        }
-    );
-    Ok(if left == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-async fn gc<S: ArtifactIndex>(
-    data: &DataArgs,
-    store: &S,
-    dry_run: bool,
-    min_age: std::time::Duration,
-) -> Result<ExitCode> {
-    let blobs = data.blobs()?;
-    let mut keep: BTreeSet<Digest> = BTreeSet::new();
-    for (digest, kind) in store.digests().await? {
-        let Ok(d) = digest.parse::<Digest>() else {
-            continue;
-        };
-        keep.insert(d);
-        if kind == "dir" {
-            // A folder's files are blobs of their own, named in its manifest.
-            match blobs.manifest(&d).await {
-                Ok(m) => {
-                    for e in m.entries {
-                        if let Ok(fd) = e.digest.parse::<Digest>() {
-                            keep.insert(fd);
-                        }
-                    }
-                }
-                Err(kaon_artifacts::ArtifactError::Missing { .. }) => {}
-                Err(e) => bail!("cannot read the manifest {d}: {e} (nothing was deleted)"),
-            }
-        }
-    }
-    let all = blobs.blobs().await?;
-    let young = std::time::SystemTime::now() - min_age;
-    let doomed: Vec<(Digest, u64)> = all
-        .iter()
-        .filter(|(d, _, at)| !keep.contains(d) && *at <= young)
-        .map(|(d, s, _)| (*d, *s))
-        .collect();
-    let bytes: u64 = doomed.iter().map(|(_, s)| s).sum();
-    if dry_run {
-        for (d, s) in &doomed {
-            kaon::outln!("would delete {d} ({})", size(*s as i64));
-        }
-        kaon::outln!(
-            "{} of {} blobs ({}) are unreferenced; nothing deleted (--dry-run)",
-            doomed.len(),
-            all.len(),
-            size(bytes as i64)
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    for (d, _) in &doomed {
-        blobs.delete(d).await?;
-    }
-    let tmp = blobs.clean_tmp(min_age).await?;
-    kaon::outln!(
-        "deleted {} of {} blobs ({}), {tmp} leftover upload{}",
-        doomed.len(),
-        all.len(),
-        size(bytes as i64),
-        if tmp == 1 { "" } else { "s" }
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -163,6 +163,81 @@ fn map_diff(
     }
 }
 
+/// Settings recorded field by field (key format 3): each one that differs,
+/// by name. A value that holds a secret is said to have changed, never
+/// shown; a long one (SQL text, a script) is shown from where it differs.
+fn settings_diff(old: &MemoKey, new: &MemoKey, out: &mut Vec<String>) {
+    let map = |k: &MemoKey| -> BTreeMap<String, String> {
+        k.settings
+            .iter()
+            .map(|s| (s.name.clone(), s.value.clone()))
+            .collect()
+    };
+    let (o, n) = (map(old), map(new));
+    let shown = |v: &str| -> String {
+        let text = serde_json::from_str::<serde_json::Value>(v)
+            .ok()
+            .and_then(|j| j.as_str().map(str::to_string))
+            .unwrap_or_else(|| v.to_string());
+        format!("{text:?}")
+    };
+    for (name, v) in &n {
+        match o.get(name) {
+            None if v.contains("«secret ") => {
+                out.push(format!("{name}: added (it holds a secret parameter)"))
+            }
+            None => out.push(format!("{name}: added {}", clip(&shown(v)))),
+            Some(was) if was == v => {}
+            Some(was) if was.contains("«secret ") || v.contains("«secret ") => {
+                out.push(format!("{name}: changed (it holds a secret parameter)"))
+            }
+            Some(was) => {
+                let (a, b) = (shown(was), shown(v));
+                if a.chars().count() + b.chars().count() <= 120 {
+                    out.push(format!("{name}: {a} → {b}"));
+                } else {
+                    out.push(format!("{name}: changed {}", where_differs(&a, &b)));
+                }
+            }
+        }
+    }
+    for (name, v) in &o {
+        if !n.contains_key(name) {
+            if v.contains("«secret ") {
+                out.push(format!("{name}: removed"));
+            } else {
+                out.push(format!("{name}: removed (was {})", clip(&shown(v))));
+            }
+        }
+    }
+}
+
+/// At most 60 characters of a value.
+fn clip(v: &str) -> String {
+    if v.chars().count() <= 60 {
+        v.to_string()
+    } else {
+        format!("{}…", v.chars().take(59).collect::<String>())
+    }
+}
+
+/// "at character N: ...old... → ...new...", around the first difference.
+fn where_differs(a: &str, b: &str) -> String {
+    let at = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let around = |s: &str| -> String {
+        let from = at.saturating_sub(20);
+        let part: String = s.chars().skip(from).take(50).collect();
+        let lead = if from > 0 { "…" } else { "" };
+        let tail = if s.chars().count() > from + 50 {
+            "…"
+        } else {
+            ""
+        };
+        format!("{lead}{part}{tail}")
+    };
+    format!("at character {at}: {} → {}", around(a), around(b))
+}
+
 /// What differs between two key records, one line each.
 fn diff(old: &MemoKey, new: &MemoKey) -> Vec<String> {
     let mut out = Vec::new();
@@ -284,6 +359,7 @@ fn diff(old: &MemoKey, new: &MemoKey) -> Vec<String> {
     if old.instance != new.instance {
         out.push(format!("instance: {} → {}", old.instance, new.instance));
     }
+    settings_diff(old, new, &mut out);
     if old.config != new.config {
         out.push("config: changed".into());
     }

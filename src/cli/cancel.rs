@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use kaon_engine::RunStatus;
 use kaon_store::{MessageBody, StateStore};
 
 use super::common::{self, DataArgs, DriveArgs, Start};
-use kaon::driver::{self, Capacity};
 use kaon::progress::Mode;
+use kaon_runtime::{self as driver, Capacity};
 
 /// Cancel a run: nothing new starts, running steps get SIGTERM (then
 /// SIGKILL after the grace period), and the run ends `cancelled` once every
@@ -48,8 +47,8 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
     common::block_on(async move {
         let store = Arc::new(args.data.existing_store().await?);
         let row = common::find_run(&store, &args.run).await?;
-        if let Some(s) = RunStatus::parse(&row.status).filter(|s| s.is_terminal()) {
-            kaon::outln!("run {} already ended: {}", row.id, s.name());
+        if row.status.is_terminal() {
+            kaon::outln!("run {} already ended: {}", row.id, row.status);
             return Ok(ExitCode::SUCCESS);
         }
         let live = row
@@ -92,8 +91,8 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
         while start.elapsed() < args.timeout {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let r = common::find_run(&store, &row.id).await?;
-            if let Some(s) = RunStatus::parse(&r.status).filter(|s| s.is_terminal()) {
-                kaon::outln!("run {} ended: {}", r.id, s.name());
+            if r.status.is_terminal() {
+                kaon::outln!("run {} ended: {}", r.id, r.status);
                 return Ok(ExitCode::SUCCESS);
             }
         }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use kaon_engine::{RunOptions, RunStatus};
@@ -13,9 +13,9 @@ use kaon_model::Validated;
 use kaon_store::{Durability, RunRow, SqliteStore, StateStore};
 use serde_json::{Map, Value};
 
-use kaon::driver::{self, Capacity, Driver, DriverOptions, MemoCtx};
 use kaon::progress::{self, Mode};
 use kaon_artifacts::ArtifactStore;
+use kaon_runtime::{Capacity, NewRun, ResumedRun, Runner, RuntimeOptions, Sealer};
 
 /// Where kaon keeps its database and logs.
 #[derive(Debug, clap::Args, Clone)]
@@ -54,9 +54,9 @@ impl DataArgs {
 
     /// The data directory's sealer of secrets (its key is made on first
     /// use).
-    pub fn sealer(&self) -> Result<kaon::secrets::Sealer> {
+    pub fn sealer(&self) -> Result<Sealer> {
         self.ensure_dir()?;
-        kaon::secrets::Sealer::open(&self.data_dir)
+        Ok(Sealer::with_key(load_secret(self)?))
     }
 
     /// Opens the artifact store.
@@ -103,25 +103,6 @@ pub fn block_on<F: Future>(f: F) -> Result<F::Output> {
     Ok(rt.block_on(f))
 }
 
-/// A new run id: the time it started and a few random-ish hex digits,
-/// e.g. `20261123-071601-3f2a`.
-pub fn new_run_id() -> String {
-    let now = std::time::SystemTime::now();
-    let stamp = humantime::format_rfc3339_seconds(now).to_string();
-    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
-    let nanos = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let salt = blake3::hash(format!("{nanos}:{}", std::process::id()).as_bytes()).to_hex();
-    format!(
-        "{}-{}-{}",
-        &digits[..8.min(digits.len())],
-        &digits[8.min(digits.len())..],
-        &salt[..4]
-    )
-}
-
 /// The exit code for how a run ended: 0 succeeded, 1 failed, 3 cancelled,
 /// 4 left running (detached).
 pub fn exit_code(status: Option<RunStatus>) -> ExitCode {
@@ -159,7 +140,8 @@ pub enum Start<'a> {
     Resume(&'a RunRow, Map<String, Value>),
 }
 
-/// Drives a run to its end and prints the summary; returns the exit code.
+/// Drives a run to its end through the runtime and prints the summary;
+/// returns the exit code.
 pub async fn drive(
     data: &DataArgs,
     store: Arc<SqliteStore>,
@@ -167,20 +149,14 @@ pub async fn drive(
     start: Start<'_>,
     args: DriveArgs,
 ) -> Result<ExitCode> {
-    let owner = driver::owner_id();
+    let owner = kaon_runtime::owner_id();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let blobs = data.blobs()?;
     let config = kaon::config::Config::load()?;
     // Spark listeners post to a local endpoint; a run without Spark steps
     // listens on no port at all.
     let (callback, listener) = if uses_spark(&validated) {
-        let secret = kaon_spark::callback::load_secret(&data.data_dir.join("secret"))
-            .with_context(|| {
-                format!(
-                    "cannot read or create kaon's secret {}",
-                    data.data_dir.join("secret").display()
-                )
-            })?;
+        let secret = load_secret(data)?;
         let (listener, url) = callback_listener(data, &config).await?;
         (Some(Callback { url, secret }), Some((listener, secret)))
     } else {
@@ -188,7 +164,7 @@ pub async fn drive(
     };
     let exec = SparkExecutor::new(
         data.logs(),
-        tx.clone(),
+        tx,
         Duration::from_millis(250),
         args.kill_grace,
         config.spark.clone(),
@@ -208,78 +184,119 @@ pub async fn drive(
         ))
     });
     let sealer = data.sealer()?;
-    let cancel = args.cancel;
-    let opts = DriverOptions {
-        capacity: args.capacity,
-        inbox_every: Duration::from_millis(200),
-        sealer: sealer.clone(),
-    };
-    let mut d = Driver::new(
+    let runner = Arc::new(Runner::start(
         store.clone(),
-        exec,
+        Arc::new(exec),
         rx,
-        owner.clone(),
-        opts,
+        Some(blobs),
+        RuntimeOptions {
+            capacity: args.capacity,
+            inbox_every: Duration::from_millis(200),
+            sealer: sealer.clone(),
+            owner: owner.clone(),
+        },
+    ));
+    let summary = Arc::new(std::sync::Mutex::new(None));
+    let observer = Box::new(progress::Summarized::new(
         progress::observer(args.mode),
-    )
-    .with_memo(MemoCtx {
-        blobs,
-        code: Default::default(),
-        tx,
-    });
-    let begun = Instant::now();
-    let id = match start {
+        summary.clone(),
+    ));
+    let handle = match start {
         Start::New { params, options } => {
-            let id = new_run_id();
-            let row = driver::new_run_row(
-                &id,
-                &validated,
-                &sealer.seal_params(&validated.workflow.params, &params, &[]),
-                &options,
-                None,
-                &owner,
-                driver::now_ms(),
-            );
-            store.create_run(&row).await?;
+            let id = kaon_runtime::RunId::new_root();
+            let handle = runner
+                .submit(NewRun {
+                    id: id.clone(),
+                    validated: validated.clone(),
+                    params,
+                    options,
+                    observer,
+                })
+                .await?;
             kaon::outln!(
                 "run {id}: {} ({})",
                 validated.workflow.name,
                 validated.workflow.path.display()
             );
-            d.start_new(&id, validated, params, options);
-            id
+            handle
         }
         Start::Resume(row, current) => {
             claim_orphan(store.as_ref(), row, &owner).await?;
             let stored: Map<String, Value> = serde_json::from_str(&row.params)
                 .with_context(|| format!("run {}: stored parameters are damaged", row.id))?;
             // A run being cancelled launches nothing: its secrets stay sealed.
-            let params = if cancel.is_some() {
+            let params = if args.cancel.is_some() {
                 stored
             } else {
                 sealer.unseal_params(&validated.workflow.params, &stored, &current)?
             };
-            d.resume(row, validated, params).await?;
-            row.id.clone()
+            runner
+                .resume(ResumedRun {
+                    row: row.clone(),
+                    validated,
+                    params,
+                    cancel: args.cancel.clone(),
+                    observer,
+                })
+                .await?
         }
     };
-    if let Some(reason) = cancel {
-        d.cancel_at_start(&reason);
-    }
-    let result = d.drive().await;
-    d.release().await;
+    let id = handle.id.clone();
+    let signals = tokio::spawn(on_signals(runner.clone(), id.clone()));
+    let status = handle.finished().await;
+    signals.abort();
+    let stopped = runner.shutdown().await;
     let _ = stop_callback.send(());
     if let Some(server) = server {
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     }
-    let status = result?;
+    let status = status?;
+    stopped?;
     // The end was committed; make sure it was committed somewhere.
     store.check_present()?;
-    match (status, d.root_state()) {
-        (Some(_), Some(state)) => kaon::outln!("{}", progress::summary(state, begun.elapsed())),
-        _ => kaon::outln!("run {id} left running; `kaon resume {id}` carries it on"),
+    let shown = summary.lock().ok().and_then(|mut s| s.take());
+    match (status, shown) {
+        (Some(_), Some(text)) => kaon::outln!("{text}"),
+        (Some(_), None) => {}
+        (None, _) => kaon::outln!("run {id} left running; `kaon resume {id}` carries it on"),
     }
     Ok(exit_code(status))
+}
+
+/// Ctrl-C once cancels the run, twice leaves it; SIGTERM leaves it (its
+/// steps go on, and `kaon resume` carries it on).
+async fn on_signals(runner: Arc<Runner>, run: kaon_runtime::RunId) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for signals")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for signals")?;
+    let mut interrupts = 0;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {
+                interrupts += 1;
+                if interrupts > 1 {
+                    runner.note(&run, "interrupted again: leaving; the steps still running go on, and `kaon resume` picks the run up");
+                    runner.detach(&run);
+                    return Ok(());
+                }
+                runner.note(&run, "cancelling the run (Ctrl-C again to leave at once)");
+                let _ = runner.cancel(&run, "interrupted (Ctrl-C)").await;
+            }
+            _ = term.recv() => {
+                runner.note(&run, "SIGTERM: leaving the run as it is; `kaon resume` carries it on");
+                runner.detach(&run);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The data directory's secret (Spark listeners sign their posts with it;
+/// secrets are sealed under it).
+fn load_secret(data: &DataArgs) -> Result<[u8; 32]> {
+    let path = data.data_dir.join("secret");
+    kaon_spark::callback::load_secret(&path)
+        .with_context(|| format!("cannot read or create kaon's secret {}", path.display()))
 }
 
 /// Whether a workflow or one of its sub-workflows has a Spark step.
@@ -337,7 +354,7 @@ async fn callback_listener(
 pub async fn claim_orphan(store: &SqliteStore, row: &RunRow, owner: &str) -> Result<()> {
     if let Some(o) = &row.owner
         && o != owner
-        && driver::owner_alive(o, row.heartbeat_ms)
+        && kaon_runtime::owner_alive(o, row.heartbeat_ms)
     {
         bail!(
             "run {} is being driven by another kaon process ({o}); `kaon cancel {}` or `kaon signal` reach it",
@@ -350,7 +367,7 @@ pub async fn claim_orphan(store: &SqliteStore, row: &RunRow, owner: &str) -> Res
             &row.id,
             row.owner.as_deref(),
             Some(owner),
-            driver::now_ms() as i64,
+            kaon_runtime::now_ms() as i64,
         )
         .await
         .with_context(|| format!("cannot take over run {}", row.id))
@@ -378,8 +395,8 @@ pub fn given_params(args: &[String], v: &Validated, resuming: bool) -> Result<Ma
         }
         m.insert(k.to_string(), Value::String(val.to_string()));
     }
-    let base = driver::base_dir(v);
-    kaon::secrets::take_from_sources(&v.workflow.params, &mut m, &base, resuming)?;
+    let base = kaon_runtime::base_dir(v);
+    kaon_runtime::secrets::take_from_sources(&v.workflow.params, &mut m, &base, resuming)?;
     Ok(m)
 }
 
@@ -396,7 +413,7 @@ pub fn load_for_resume(row: &RunRow, color: bool) -> Result<Arc<Validated>> {
             path.display()
         );
     };
-    let digest = driver::workflow_digest(&v);
+    let digest = kaon_runtime::workflow_digest(&v);
     if digest != row.digest {
         bail!(
             "run {}: the workflow {} changed since the run started; finishing it with the new file could mix two versions. Start a new run with `kaon run --new {}`",

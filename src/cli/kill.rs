@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use kaon_engine::RunStatus;
 use kaon_store::{MessageBody, StateStore};
 
 use super::common::{self, DataArgs};
-use kaon::driver;
+use kaon_runtime as driver;
 
 /// Kill a running step: its process group gets SIGTERM then SIGKILL, a
 /// Spark driver in cluster mode is killed through the master's REST API.
@@ -45,7 +44,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     common::block_on(async move {
         let store = Arc::new(args.data.existing_store().await?);
         let row = common::find_run(&store, &args.run).await?;
-        if RunStatus::parse(&row.status).is_some_and(|s| s.is_terminal()) {
+        if row.status.is_terminal() {
             bail!("run {} has ended; nothing runs in it", row.id);
         }
         let live = row
@@ -64,7 +63,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             nodes
                 .iter()
                 .filter(|n| n.name == args.step || n.key == args.step)
-                .filter(|n| matches!(n.state.as_str(), "running" | "starting"))
+                .filter(|n| n.state.is_active())
                 .map(|n| n.key.clone())
                 .collect()
         };
@@ -100,7 +99,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let still: Vec<&kaon_store::NodeRow> = nodes
                 .iter()
                 .filter(|n| targets.contains(&n.key))
-                .filter(|n| matches!(n.state.as_str(), "running" | "starting"))
+                .filter(|n| n.state.is_active())
                 .collect();
             if still.is_empty() {
                 for n in nodes.iter().filter(|n| targets.contains(&n.key)) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use kaon_exec::AttemptFiles;
+use kaon_store::row::NodeState;
 use kaon_store::{NodeRow, StateStore};
 
 use super::common::{self, DataArgs};
@@ -73,7 +74,7 @@ async fn show(args: Args) -> Result<ExitCode> {
     {
         let store = args.data.existing_store().await?;
         let row = common::find_run(&store, &args.run).await?;
-        let runs_program = |n: &NodeRow| matches!(n.kind.as_str(), "command" | "spark");
+        let runs_program = |n: &NodeRow| n.kind.is_executed();
         let named = store.nodes_named(&row.id, &args.step).await?;
         if let Some(n) = named.first()
             && !named.iter().any(runs_program)
@@ -107,7 +108,7 @@ async fn show(args: Args) -> Result<ExitCode> {
             let all = store.nodes(&row.id).await?;
             let mut names: Vec<&str> = all
                 .iter()
-                .filter(|n| matches!(n.kind.as_str(), "command" | "spark"))
+                .filter(|n| n.kind.is_executed())
                 .map(|n| n.name.as_str())
                 .collect();
             names.dedup();
@@ -174,10 +175,8 @@ async fn show(args: Args) -> Result<ExitCode> {
                     break;
                 };
                 let ended = cur.attempt != attempt
-                    || matches!(
-                        cur.state.as_str(),
-                        "succeeded" | "failed" | "cancelled" | "skipped" | "retrying"
-                    );
+                    || cur.state.is_terminal()
+                    || cur.state == NodeState::Retrying;
                 if ended {
                     copy_from(&f.stdout, &mut o, &mut out)?;
                     copy_from(&f.stderr, &mut e, &mut out)?;

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use kaon_engine::RunStatus;
 
 use super::common::{self, DataArgs, DriveArgs, Start};
-use kaon::driver::Capacity;
 use kaon::progress::Mode;
+use kaon_runtime::Capacity;
 
 /// Carry on a run that kaon stopped driving (it crashed, was killed, or
 /// left on SIGTERM).
@@ -51,8 +50,9 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
     common::block_on(async move {
         let store = Arc::new(args.data.existing_store().await?);
         let row = common::find_run(&store, &args.run).await?;
-        if let Some(status) = RunStatus::parse(&row.status).filter(|s| s.is_terminal()) {
-            kaon::outln!("run {} already ended: {}", row.id, status.name());
+        if row.status.is_terminal() {
+            kaon::outln!("run {} already ended: {}", row.id, row.status);
+            let status = kaon_runtime::rows::engine_status(row.status);
             return Ok(common::exit_code(Some(status)));
         }
         if row.parent.is_some() {

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::common::{self, DataArgs, DriveArgs, Start};
 use super::{Check, FileArg, load_reporting};
-use kaon::driver::{self, Capacity};
 use kaon::progress::Mode;
+use kaon_runtime::{self as driver, Capacity};
 
 /// Run a workflow on this machine, with live progress.
 ///
@@ -119,7 +119,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
                 if p.source.is_some() && p.default.is_none() && !given.contains_key(name) {
                     eprintln!(
                         "help: `{name}` is read at run time: {}",
-                        kaon::secrets::how_to_give(name, Some(p))
+                        kaon_runtime::secrets::how_to_give(name, Some(p))
                     );
                 }
             }
@@ -156,7 +156,7 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
             let params_text = Value::Object(sealed).to_string();
             let unfinished = store
                 .list_runs(&RunFilter {
-                    status: Some("running".into()),
+                    status: Some(kaon_store::row::RunStatus::Running),
                     ..Default::default()
                 })
                 .await?;

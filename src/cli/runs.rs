@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kaon_engine::run::fmt_duration;
 use kaon_engine::{NodeData, StepState};
+use kaon_store::row::{NodeKind, RunStatus};
 use kaon_store::{NodeRow, RunFilter, RunRow, StateStore};
 
 use super::common::{self, DataArgs};
 use super::emit;
-use kaon::driver;
+use kaon_runtime as driver;
 
 /// Runs: list them, show one.
 #[derive(Debug, clap::Args)]
@@ -33,10 +34,9 @@ enum Verb {
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 struct ListArgs {
-    /// Only runs in this state (running, interrupted, succeeded, failed,
-    /// cancelled).
-    #[arg(long)]
-    status: Option<String>,
+    /// Only runs in this state.
+    #[arg(long, value_enum)]
+    status: Option<StatusFilter>,
     /// Also list the child runs of sub-workflows.
     #[arg(long)]
     all: bool,
@@ -69,6 +69,34 @@ struct ShowArgs {
     format: ShowFormat,
     #[command(flatten)]
     data: DataArgs,
+}
+
+/// What `runs list --status` takes: a stored status, or `interrupted`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum StatusFilter {
+    /// Driven by a live kaon process.
+    Running,
+    /// Running, but no live process drives it (`kaon resume` carries it on).
+    Interrupted,
+    /// Ended: every step succeeded.
+    Succeeded,
+    /// Ended: a step failed.
+    Failed,
+    /// Ended: cancelled.
+    Cancelled,
+}
+
+impl StatusFilter {
+    /// The stored status it selects from: `interrupted` is `running` with
+    /// no live driver, told apart after reading.
+    fn stored(self) -> RunStatus {
+        match self {
+            StatusFilter::Running | StatusFilter::Interrupted => RunStatus::Running,
+            StatusFilter::Succeeded => RunStatus::Succeeded,
+            StatusFilter::Failed => RunStatus::Failed,
+            StatusFilter::Cancelled => RunStatus::Cancelled,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -120,15 +148,17 @@ fn run_duration(r: &RunRow) -> String {
     fmt_duration((end - r.created_ms).max(0) as u64)
 }
 
-fn status_of(r: &RunRow) -> String {
+/// The status shown: the stored one, or `interrupted` for a run stored as
+/// running that no live process drives.
+fn status_of(r: &RunRow) -> &'static str {
     let live = r
         .owner
         .as_deref()
         .is_some_and(|o| driver::owner_alive(o, r.heartbeat_ms));
-    if r.status == "running" && !live {
-        "interrupted".into()
+    if r.status == RunStatus::Running && !live {
+        "interrupted"
     } else {
-        r.status.clone()
+        r.status.as_str()
     }
 }
 
@@ -160,15 +190,10 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     common::block_on(async move {
         let store = a.data.existing_store().await?;
         // `interrupted` is `running` with no live driver: filter here.
-        let interrupted = a.status.as_deref() == Some("interrupted");
-        let status = if interrupted {
-            Some("running".to_string())
-        } else {
-            a.status.clone()
-        };
+        let interrupted = a.status == Some(StatusFilter::Interrupted);
         let runs: Vec<RunRow> = store
             .list_runs(&RunFilter {
-                status,
+                status: a.status.map(StatusFilter::stored),
                 children: a.all,
                 limit: Some(a.limit),
             })
@@ -191,7 +216,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
             rows.push(vec![
                 r.id.clone(),
                 r.workflow.clone(),
-                status_of(r),
+                status_of(r).to_string(),
                 when(r.created_ms),
                 run_duration(r),
             ]);
@@ -234,9 +259,9 @@ fn node_line(n: &NodeRow, d: &NodeData) -> Vec<String> {
                 }
             }
             if let Some(i) = d.info.items {
-                if n.kind == "for-each" {
+                if n.kind == NodeKind::ForEach {
                     parts.push(format!("{i} items"));
-                } else if n.kind == "repeat" {
+                } else if n.kind == NodeKind::Repeat {
                     parts.push(format!("{i} passes"));
                 }
             }
@@ -248,7 +273,7 @@ fn node_line(n: &NodeRow, d: &NodeData) -> Vec<String> {
     };
     vec![
         n.key.clone(),
-        n.kind.clone(),
+        n.kind.to_string(),
         d.state.name().to_string(),
         d.info.attempts.to_string(),
         dur,
@@ -321,7 +346,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         ]];
         let mut summed: BTreeMap<&str, BTreeMap<String, u32>> = BTreeMap::new();
         for n in &nodes {
-            if n.kind == "marker" {
+            if n.kind == NodeKind::Marker {
                 continue;
             }
             let d: NodeData = match serde_json::from_str(&n.data) {
@@ -329,8 +354,8 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 Err(e) => {
                     rows.push(vec![
                         n.key.clone(),
-                        n.kind.clone(),
-                        n.state.clone(),
+                        n.kind.to_string(),
+                        n.state.to_string(),
                         n.attempt.to_string(),
                         String::new(),
                         String::new(),

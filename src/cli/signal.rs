@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use kaon_store::{MessageBody, StateStore};
 
 use super::common::{self, DataArgs};
-use kaon::driver;
+use kaon_runtime as driver;
 
 /// Send a signal to a run: every wait step waiting for NAME goes on, with
 /// the value as its output. A signal stays sent: a wait step that reaches
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     common::block_on(async move {
         let store = args.data.existing_store().await?;
         let row = common::find_run(&store, &args.run).await?;
-        if row.status != "running" {
+        if row.status.is_terminal() {
             anyhow::bail!(
                 "run {} already ended ({}); the signal was not sent",
                 row.id,

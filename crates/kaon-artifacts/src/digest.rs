@@ -1,6 +1,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::ArtifactError;
+
 /// A BLAKE3 digest: the address of a blob.
 ///
 /// BLAKE3 rather than SHA-256: it hashes several times faster on one core
@@ -49,23 +51,22 @@ impl fmt::Debug for Digest {
     }
 }
 
-/// A digest's text was not `blake3:` and 64 hex digits.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a digest (expected `blake3:` and 64 hex digits)")]
-pub struct BadDigest(pub String);
-
 impl FromStr for Digest {
-    type Err = BadDigest;
+    type Err = ArtifactError;
 
-    /// Accepts `blake3:<hex>` and bare hex.
+    /// Accepts `blake3:<hex>` and bare hex; anything else is
+    /// [`ArtifactError::BadDigest`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ArtifactError::BadDigest {
+            text: s.to_string(),
+        };
         let hex = s.strip_prefix("blake3:").unwrap_or(s);
         if hex.len() != 64 {
-            return Err(BadDigest(s.to_string()));
+            return Err(bad());
         }
         blake3::Hash::from_hex(hex)
             .map(Digest::from)
-            .map_err(|_| BadDigest(s.to_string()))
+            .map_err(|_| bad())
     }
 }
 
@@ -91,9 +92,12 @@ mod tests {
         let d = Digest::of(b"kaon");
         let t = d.to_string();
         assert!(t.starts_with("blake3:"));
-        assert_eq!(t.parse::<Digest>(), Ok(d));
-        assert_eq!(d.hex().parse::<Digest>(), Ok(d));
-        assert!("blake3:abc".parse::<Digest>().is_err());
+        assert_eq!(t.parse::<Digest>().ok(), Some(d));
+        assert_eq!(d.hex().parse::<Digest>().ok(), Some(d));
+        assert!(matches!(
+            "blake3:abc".parse::<Digest>(),
+            Err(ArtifactError::BadDigest { ref text }) if text == "blake3:abc"
+        ));
         assert!(
             format!("blake3:{}", "g".repeat(64))
                 .parse::<Digest>()

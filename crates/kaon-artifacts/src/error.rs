@@ -125,6 +125,19 @@ pub enum ArtifactError {
         /// How many more.
         more: usize,
     },
+    /// Text that should be a digest is not `blake3:` and 64 hex digits.
+    #[error("`{text}` is not a digest (expected `blake3:` and 64 hex digits)")]
+    BadDigest {
+        /// The text.
+        text: String,
+    },
+    /// An artifact kind that is not `file`, `dir` or `reference` (a row
+    /// written by a newer kaon, or a damaged one).
+    #[error("unknown artifact kind `{kind}`")]
+    UnknownKind {
+        /// The kind as written.
+        kind: String,
+    },
     /// A file changed while it was being stored.
     #[error("{}: changed while it was being stored; nothing was kept", path.display())]
     Changed {

@@ -12,7 +12,7 @@ mod digest;
 mod error;
 mod store;
 
-pub use digest::{ALGORITHM, BadDigest, Digest};
+pub use digest::{ALGORITHM, Digest};
 pub use error::ArtifactError;
 pub use store::{
     ArtifactKind, ArtifactStore, Existing, RestorePlan, Stored, check_reference, failpoint,

@@ -430,3 +430,24 @@ fn bad_urls_say_what_is_wrong() {
         .to_string();
     assert!(e.contains("hdfs"), "{e}");
 }
+
+#[test]
+fn kinds_and_digests_parse_or_say_why_not() {
+    for kind in [
+        ArtifactKind::File,
+        ArtifactKind::Dir,
+        ArtifactKind::Reference,
+    ] {
+        assert_eq!(kind.as_str().parse::<ArtifactKind>().unwrap(), kind);
+    }
+    match "folder".parse::<ArtifactKind>() {
+        Err(e @ ArtifactError::UnknownKind { .. }) => {
+            assert_eq!(e.to_string(), "unknown artifact kind `folder`");
+        }
+        other => panic!("expected UnknownKind, got {other:?}"),
+    }
+    assert!(matches!(
+        "blake3:12".parse::<Digest>(),
+        Err(ArtifactError::BadDigest { ref text }) if text == "blake3:12"
+    ));
+}

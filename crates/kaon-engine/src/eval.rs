@@ -7,10 +7,12 @@ use kaon_model::expr::{BinOp, Expr, Lit, Part, Ref, Template};
 use kaon_model::types::Type;
 use serde_json::{Number, Value};
 
+use crate::error::EvalError;
+
 /// Looks up the value of a reference in some context.
 pub trait Resolve {
     /// The value, or why there is none.
-    fn resolve(&self, r: &Ref) -> Result<Value, String>;
+    fn resolve(&self, r: &Ref) -> Result<Value, EvalError>;
 }
 
 /// A literal as a JSON value.
@@ -27,7 +29,7 @@ pub fn lit_value(l: &Lit) -> Value {
 }
 
 /// Evaluates a condition.
-pub fn eval(e: &Expr, ctx: &dyn Resolve) -> Result<Value, String> {
+pub fn eval(e: &Expr, ctx: &dyn Resolve) -> Result<Value, EvalError> {
     Ok(match e {
         Expr::Lit { value, .. } => lit_value(value),
         Expr::Ref { r } => ctx.resolve(r)?,
@@ -48,8 +50,10 @@ pub fn eval(e: &Expr, ctx: &dyn Resolve) -> Result<Value, String> {
                     BinOp::Eq => ord == Some(Ordering::Equal),
                     BinOp::Ne => ord != Some(Ordering::Equal),
                     _ => {
-                        let ord = ord.ok_or_else(|| {
-                            format!("cannot compare {} with {} in `{e}`", show(&l), show(&r))
+                        let ord = ord.ok_or_else(|| EvalError::Incomparable {
+                            expr: Box::new(e.clone()),
+                            left: Box::new(l.clone()),
+                            right: Box::new(r.clone()),
                         })?;
                         match op {
                             BinOp::Lt => ord == Ordering::Less,
@@ -66,14 +70,17 @@ pub fn eval(e: &Expr, ctx: &dyn Resolve) -> Result<Value, String> {
 }
 
 /// Evaluates a condition to a boolean.
-pub fn eval_bool(e: &Expr, ctx: &dyn Resolve) -> Result<bool, String> {
+pub fn eval_bool(e: &Expr, ctx: &dyn Resolve) -> Result<bool, EvalError> {
     truthy(&eval(e, ctx)?, e)
 }
 
-fn truthy(v: &Value, e: &Expr) -> Result<bool, String> {
+fn truthy(v: &Value, e: &Expr) -> Result<bool, EvalError> {
     match v {
         Value::Bool(b) => Ok(*b),
-        other => Err(format!("`{e}` is {}, not true or false", show(other))),
+        other => Err(EvalError::NotABool {
+            expr: Box::new(e.clone()),
+            value: Box::new(other.clone()),
+        }),
     }
 }
 
@@ -113,7 +120,7 @@ pub fn to_text(v: &Value) -> String {
 }
 
 /// Renders a template to text.
-pub fn render(t: &Template, ctx: &dyn Resolve) -> Result<String, String> {
+pub fn render(t: &Template, ctx: &dyn Resolve) -> Result<String, EvalError> {
     let mut out = String::new();
     for p in &t.parts {
         match p {
@@ -125,7 +132,7 @@ pub fn render(t: &Template, ctx: &dyn Resolve) -> Result<String, String> {
 }
 
 /// Renders a template to a value: a lone `${...}` keeps its type.
-pub fn render_value(t: &Template, ctx: &dyn Resolve) -> Result<Value, String> {
+pub fn render_value(t: &Template, ctx: &dyn Resolve) -> Result<Value, EvalError> {
     match t.as_single_ref() {
         Some(r) => ctx.resolve(r),
         None => render(t, ctx).map(Value::String),
@@ -133,22 +140,35 @@ pub fn render_value(t: &Template, ctx: &dyn Resolve) -> Result<Value, String> {
 }
 
 /// Follows `.field` segments into a JSON value.
-pub fn fields(mut v: Value, fields: &[String], r: &Ref) -> Result<Value, String> {
+pub fn fields(mut v: Value, fields: &[String], r: &Ref) -> Result<Value, EvalError> {
     for f in fields {
         v = match v {
-            Value::Object(mut m) => m
-                .remove(f)
-                .ok_or_else(|| format!("{r}: the value has no field `{f}`"))?,
+            Value::Object(mut m) => m.remove(f).ok_or_else(|| EvalError::MissingField {
+                reference: r.clone(),
+                field: f.clone(),
+            })?,
             Value::Array(items) => {
-                let i: usize = f
-                    .parse()
-                    .map_err(|_| format!("{r}: `{f}` indexes a list but is not a number"))?;
+                let i: usize = f.parse().map_err(|_| EvalError::NotAnIndex {
+                    reference: r.clone(),
+                    index: f.clone(),
+                })?;
+                let len = items.len();
                 items
                     .into_iter()
                     .nth(i)
-                    .ok_or_else(|| format!("{r}: the list has no item {i}"))?
+                    .ok_or_else(|| EvalError::IndexOutOfRange {
+                        reference: r.clone(),
+                        index: i,
+                        len,
+                    })?
             }
-            other => return Err(format!("{r}: {} has no field `{f}`", show(&other))),
+            other => {
+                return Err(EvalError::NoFields {
+                    reference: r.clone(),
+                    value: Box::new(other),
+                    field: f.clone(),
+                });
+            }
         };
     }
     Ok(v)
@@ -156,7 +176,7 @@ pub fn fields(mut v: Value, fields: &[String], r: &Ref) -> Result<Value, String>
 
 /// Turns a value given as text (`-p key=value`, a literal template) into the
 /// declared type: `"5"` for an int is 5; a list or json is parsed as JSON.
-pub fn coerce(ty: &Type, v: Value) -> Result<Value, String> {
+pub fn coerce(ty: &Type, v: Value) -> Result<Value, EvalError> {
     if let (Type::Json, Value::String(s)) = (ty, &v) {
         // JSON given as text: `-p extra='{"a": 1}'`; text that is not JSON
         // stays a string.
@@ -166,7 +186,10 @@ pub fn coerce(ty: &Type, v: Value) -> Result<Value, String> {
         return Ok(v);
     }
     let Value::String(s) = &v else {
-        return Err(format!("expected {ty:#}, got {}", show(&v)));
+        return Err(EvalError::TypeMismatch {
+            expected: ty.clone(),
+            value: Box::new(v),
+        });
     };
     let t = s.trim();
     let parsed = match ty {
@@ -186,7 +209,10 @@ pub fn coerce(ty: &Type, v: Value) -> Result<Value, String> {
     };
     match parsed {
         Some(p) if ty.accepts_value(&p) => Ok(p),
-        _ => Err(format!("expected {ty:#}, got {s:?}")),
+        _ => Err(EvalError::Unparsable {
+            expected: ty.clone(),
+            text: s.clone(),
+        }),
     }
 }
 

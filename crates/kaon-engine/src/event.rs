@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use kaon_model::spec::RenderedSparkStep;
 use kaon_model::types::Type;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -72,9 +73,20 @@ pub enum Event {
         /// The memo key it runs under, when cached.
         memo_key: Option<String>,
     },
-    /// An earlier step run with the same memo key had the result; its
-    /// outputs are in place.
-    StepMemoized {
+    /// The answer to [`Action::LookupMemo`]: no earlier step run stands in
+    /// for this attempt; it runs under `key` (none when the step's key
+    /// could not be made, e.g. memoization is off in this process).
+    MemoMiss {
+        /// The step.
+        node: NodeId,
+        /// The attempt that was being launched.
+        attempt: u32,
+        /// The memo key it runs under.
+        key: Option<String>,
+    },
+    /// The answer to [`Action::LookupMemo`]: an earlier step run with the
+    /// same memo key had the result, and its outputs are back in place.
+    MemoHit {
         /// The step.
         node: NodeId,
         /// The attempt that was being launched.
@@ -198,6 +210,12 @@ pub enum Action {
     /// already exist (kaon died while launching): find it instead of
     /// launching a second one.
     Launch(Box<LaunchOrder>),
+    /// Before launching a cached step: compute the attempt's memo key and
+    /// look for an earlier step run with the result (not with `adopt`: a
+    /// process may exist already), putting its outputs back in place.
+    /// Answered by [`Event::MemoHit`] or [`Event::MemoMiss`]; after a miss
+    /// the engine orders the [`Action::Launch`] of the same order.
+    LookupMemo(Box<LaunchOrder>),
     /// Find a running attempt again after a restart.
     Reattach {
         /// The step.
@@ -359,62 +377,21 @@ pub enum Invocation {
         /// The script.
         script: String,
     },
-    /// A Spark application.
+    /// A Spark application. Where and how it runs (which runtime, which
+    /// master) is the executor's to decide, from kaon's configuration.
     Spark {
-        /// What to submit.
-        job: Box<SparkJob>,
+        /// The step as the workflow defines it, with every template
+        /// rendered and every local path made absolute.
+        step: Box<RenderedSparkStep>,
+        /// The step's placement constraints, canonical text; none when it
+        /// has none.
+        constraints: Option<String>,
     },
     /// A step kind this build cannot execute yet.
     Unsupported {
         /// The kind.
         kind: String,
     },
-}
-
-/// A Spark step with every template rendered and every local path made
-/// absolute. Where it runs (which distribution, which master) is decided
-/// by the executor from kaon's configuration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SparkJob {
-    /// Requested Spark version (`"3.5"`, `"3.5.9"`), or the default.
-    pub version: Option<String>,
-    /// The application: a `.jar` or `.py` file (absolute) or a URL.
-    pub app: Option<String>,
-    /// A SQL query, run by kaon's bundled SQL runner.
-    pub sql: Option<String>,
-    /// `--class`.
-    pub main_class: Option<String>,
-    /// Application arguments.
-    pub args: Vec<String>,
-    /// The master URL the step names.
-    pub master: Option<String>,
-    /// The configured cluster the step names.
-    pub cluster: Option<String>,
-    /// `client` or `cluster`; `None` for the cluster's default.
-    pub deploy_mode: Option<String>,
-    /// `--conf` pairs.
-    pub conf: std::collections::BTreeMap<String, String>,
-    /// `--driver-memory`, bytes.
-    pub driver_memory: Option<u64>,
-    /// `--executor-memory`, bytes.
-    pub executor_memory: Option<u64>,
-    /// `--driver-cores`.
-    pub driver_cores: Option<u32>,
-    /// `--executor-cores`.
-    pub executor_cores: Option<u32>,
-    /// `--num-executors`.
-    pub num_executors: Option<u32>,
-    /// `--total-executor-cores`.
-    pub max_cores: Option<u32>,
-    /// `--packages` (Maven coordinates).
-    pub packages: Vec<String>,
-    /// `--jars` (absolute paths or URLs).
-    pub jars: Vec<String>,
-    /// `--py-files` (absolute paths or URLs).
-    pub py_files: Vec<String>,
-    /// Placement constraints, canonical text.
-    pub constraints: Option<String>,
 }
 
 /// A declared output.

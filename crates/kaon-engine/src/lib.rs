@@ -21,10 +21,10 @@ pub mod retry;
 pub mod run;
 pub mod state;
 
-pub use error::EngineError;
+pub use error::{EngineError, EvalError};
 pub use event::{
     Action, Event, Exit, InputRef, Invocation, LaunchOrder, MemoSpec, NodeId, OutputArtifact,
-    OutputSpec, SparkJob, Timer,
+    OutputSpec, Timer,
 };
 pub use program::Program;
 pub use run::{Delta, NodeRecord, RunState, ScopeRecord};

@@ -48,6 +48,12 @@ fn run_to_end(program: Arc<Program>) -> (RunState, usize) {
         for action in run.apply(event, now).unwrap() {
             match action {
                 Action::Enqueue { node, .. } => events.push_back(Event::StepAdmitted { node }),
+                // No earlier results: every cached step runs.
+                Action::LookupMemo(order) => events.push_back(Event::MemoMiss {
+                    node: order.node,
+                    attempt: order.attempt,
+                    key: None,
+                }),
                 Action::Launch(order) => {
                     launched += 1;
                     let Value::Object(outputs) = json!({ "v": "x" }) else {

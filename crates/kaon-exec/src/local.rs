@@ -19,17 +19,22 @@ use kaon_engine::{Event, Exit, LaunchOrder};
 use kaon_model::types::Type;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 use kaon_artifacts::ArtifactStore;
 
 use crate::files::{AttemptFiles, Marker, parse_marker};
-use crate::{ExecEvent, Executor, LaunchError, procfs};
+use crate::{ExecEvent, Executor, Handle, LaunchError, procfs};
 
 /// Runs the program, then leaves its exit status where a later kaon finds it.
-const WRAPPER: &str = r#""$@"; s=$?; printf '%s\n' "$s" > "$KAON_EXIT_FILE"; exit "$s""#;
+///
+/// A kill's SIGTERM reaches the whole group, the wrapper too: the trap (a
+/// handler, not an ignore, so the program still gets SIGTERM's default
+/// action) keeps the wrapper alive to record that status, which a kaon
+/// that did not start the wrapper cannot learn any other way.
+const WRAPPER: &str =
+    r#"trap : TERM; "$@"; s=$?; printf '%s\n' "$s" > "$KAON_EXIT_FILE"; exit "$s""#;
 
 /// The local process executor.
 #[derive(Clone, Debug)]
@@ -42,9 +47,9 @@ pub struct LocalExecutor {
     data_dir: Option<PathBuf>,
 }
 
-/// What is stored to find an attempt's process again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Handle {
+/// An attempt's process: what its [`Handle::Process`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Proc {
     /// The wrapper's pid, which is also its process group (0: none).
     pid: i32,
     /// Its start time in clock ticks after boot (tells pid reuse apart).
@@ -98,7 +103,7 @@ impl LocalExecutor {
         )
     }
 
-    fn watch(&self, order: &LaunchOrder, handle: Handle, child: Option<tokio::process::Child>) {
+    fn watch(&self, order: &LaunchOrder, handle: Proc, child: Option<tokio::process::Child>) {
         let w = Watch {
             tx: self.tx.clone(),
             files: self.files(order),
@@ -130,12 +135,12 @@ const ADOPT_WAIT: Duration = Duration::from_secs(5);
 /// exits, and a file caught while being written looks empty. Once nothing
 /// holds the log, the wrapper is gone and its file is complete, so it is
 /// read once more before deciding that the attempt never started.
-fn earlier_process(attempt: &str, files: &AttemptFiles) -> Result<Option<Handle>, LaunchError> {
-    let ended = Handle { pid: 0, start: 0 };
+fn earlier_process(attempt: &str, files: &AttemptFiles) -> Result<Option<Proc>, LaunchError> {
+    let ended = Proc { pid: 0, start: 0 };
     let deadline = std::time::Instant::now() + ADOPT_WAIT;
     loop {
         if let Some((pid, st)) = procfs::find_attempt(attempt) {
-            return Ok(Some(Handle {
+            return Ok(Some(Proc {
                 pid,
                 start: st.start,
             }));
@@ -170,7 +175,7 @@ fn log_held(path: &Path) -> bool {
 }
 
 fn attempt_id(order: &LaunchOrder) -> String {
-    format!("{}/{}/{}", order.run, order.node.0, order.attempt)
+    kaon_model::ids::AttemptId::new(&order.run, order.node.0, order.attempt).to_string()
 }
 
 fn user(message: String) -> LaunchError {
@@ -212,7 +217,7 @@ fn resolve(prog: &str, workdir: &Path, path_var: Option<&str>) -> Result<(), Lau
 }
 
 impl Executor for LocalExecutor {
-    fn start(&self, order: &LaunchOrder) -> Result<Value, LaunchError> {
+    fn start(&self, order: &LaunchOrder) -> Result<Handle, LaunchError> {
         let files = self.files(order);
         if let Some(dir) = files.stdout.parent() {
             crate::files::create_private_dir(dir).map_err(|e| LaunchError {
@@ -225,7 +230,7 @@ impl Executor for LocalExecutor {
         {
             // kaon died between ordering this launch and storing its handle.
             self.watch(order, h, None);
-            return Ok(to_value(h));
+            return Ok(h.into());
         }
         let argv: Vec<String> = match &order.invocation {
             Invocation::Argv { argv } => {
@@ -313,39 +318,89 @@ impl Executor for LocalExecutor {
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let start = procfs::stat(pid).map(|s| s.start).unwrap_or(0);
-        let h = Handle { pid, start };
+        let h = Proc { pid, start };
         self.watch(order, h, Some(child));
-        Ok(to_value(h))
+        Ok(h.into())
     }
 
-    fn reattach(&self, order: &LaunchOrder, handle: &Value) {
-        let h: Handle =
-            serde_json::from_value(handle.clone()).unwrap_or(Handle { pid: 0, start: 0 });
+    fn reattach(&self, order: &LaunchOrder, handle: &Handle) {
+        // Not a process: nothing to watch, and no exit file (pid 0), so
+        // the attempt is reported lost.
+        let (pid, start) = handle.process().unwrap_or((0, 0));
+        let h = Proc { pid, start };
         self.watch(order, h, None);
     }
 
-    fn kill(&self, handle: &Value) {
-        let Ok(h) = serde_json::from_value::<Handle>(handle.clone()) else {
+    fn kill(&self, handle: &Handle) {
+        let Some((pid, start)) = handle.process() else {
             return;
         };
+        let h = Proc { pid, start };
         if h.pid <= 0 || !procfs::alive(h.pid, h.start) {
             return;
+        }
+        // The wrapper records the program's status only once its trap is
+        // set; a SIGTERM in the instant before would end it without a word
+        // (a kaon that did not start it would see the attempt as lost).
+        let deadline = std::time::Instant::now() + TRAP_WAIT;
+        while !traps_term(h.pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
         let _ = killpg(Pid::from_raw(h.pid), Signal::SIGTERM);
         // This only makes sure the wrapper ends; what it leaves in the group
         // is ended by the attempt's watcher (`end_group`) once it has.
         let grace = self.grace;
         tokio::spawn(async move {
+            let alive = || procfs::alive(h.pid, h.start);
             let deadline = tokio::time::Instant::now() + grace;
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                if !procfs::alive(h.pid, h.start) {
+                if !alive() {
+                    return;
+                }
+            }
+            // The program first, so that the wrapper (which outlives
+            // SIGTERM by design) can still record how it ended.
+            for pid in group_members(h.pid).into_iter().filter(|p| *p != h.pid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if !alive() {
                     return;
                 }
             }
             let _ = killpg(Pid::from_raw(h.pid), Signal::SIGKILL);
         });
     }
+}
+
+/// How long a kill waits for a just-started wrapper to set its trap.
+const TRAP_WAIT: Duration = Duration::from_millis(200);
+
+/// True when `pid` catches SIGTERM (or cannot be looked at: then waiting
+/// for it is pointless).
+fn traps_term(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    caught.is_none_or(|m| m & (1 << (Signal::SIGTERM as u32 - 1)) != 0)
+}
+
+/// The live members of process group `pgrp`.
+fn group_members(pgrp: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| procfs::stat(*pid).is_some_and(|s| s.pgrp == pgrp && s.state != 'Z'))
+        .collect()
 }
 
 /// Ends what a finished step left in its process group (background
@@ -387,8 +442,13 @@ fn from_wrapper(code: i32) -> Exit {
     }
 }
 
-fn to_value(h: Handle) -> Value {
-    serde_json::to_value(h).unwrap_or(Value::Null)
+impl From<Proc> for Handle {
+    fn from(p: Proc) -> Handle {
+        Handle::Process {
+            pid: p.pid,
+            start: p.start,
+        }
+    }
 }
 
 /// Watches one attempt until it ends.
@@ -404,7 +464,7 @@ struct Watch {
 }
 
 impl Watch {
-    async fn run(mut self, h: Handle, child: Option<tokio::process::Child>) {
+    async fn run(mut self, h: Proc, child: Option<tokio::process::Child>) {
         let exit = match child {
             Some(mut child) => {
                 let mut tick = tokio::time::interval(self.poll);
@@ -611,7 +671,7 @@ mod tests {
         std::fs::write(&files.exit, "0\n").unwrap();
         assert_eq!(
             earlier_process(id, &files).unwrap(),
-            Some(Handle { pid: 0, start: 0 })
+            Some(Proc { pid: 0, start: 0 })
         );
         leftover.kill().unwrap();
         leftover.wait().unwrap();

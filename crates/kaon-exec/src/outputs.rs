@@ -10,6 +10,7 @@ use std::path::Path;
 
 use kaon_artifacts::ArtifactStore;
 use kaon_engine::{InputRef, LaunchOrder, OutputArtifact};
+use kaon_model::ids::ArtifactId;
 use kaon_model::types::Type;
 use serde::{Deserialize, Serialize};
 
@@ -41,17 +42,6 @@ pub enum ArtifactLine {
         /// Its digest.
         digest: String,
     },
-}
-
-/// The id of an artifact a step run wrote: stable for the same run, node,
-/// attempt and name, so replaying an attempt's end records nothing twice.
-pub fn artifact_id(run: &str, node: u32, attempt: u32, name: &str) -> String {
-    let mut h = blake3::Hasher::new();
-    for part in [run, &node.to_string(), &attempt.to_string(), name] {
-        h.update(part.as_bytes());
-        h.update(&[0]);
-    }
-    format!("a{}", &h.finalize().to_hex()[..16])
 }
 
 /// Fails unless `path` lies inside `workdir`: written under it (no `..`
@@ -94,7 +84,7 @@ pub async fn store_outputs(
         match store.put_path(path).await {
             Ok(s) => wrote.push(OutputArtifact {
                 name: o.name.clone(),
-                id: artifact_id(&order.run, order.node.0, order.attempt, &o.name),
+                id: ArtifactId::new(&order.run, order.node.0, order.attempt, &o.name).into_string(),
                 digest: s.digest.to_string(),
                 kind: s.kind.as_str().to_string(),
                 size: s.size,
@@ -128,7 +118,8 @@ pub async fn store_outputs(
                 media_type,
                 path,
             }) => {
-                let id = artifact_id(&order.run, order.node.0, order.attempt, &name);
+                let id =
+                    ArtifactId::new(&order.run, order.node.0, order.attempt, &name).into_string();
                 // The same name put twice: the last one counts.
                 wrote.retain(|a: &OutputArtifact| a.name != name);
                 wrote.push(OutputArtifact {

@@ -15,8 +15,10 @@
 
 pub mod constraints;
 pub mod diag;
+pub mod edit;
 pub mod expr;
 pub mod flow;
+pub mod ids;
 pub mod load;
 pub mod plan;
 pub mod spec;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::constraints::Constraints;
@@ -254,7 +254,7 @@ pub struct CommandStep {
 }
 
 /// Spark deploy modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeployMode {
     /// The driver runs where kaon runs it (spark-submit is supervised).
@@ -308,6 +308,99 @@ pub struct SparkStep {
     /// Where `version` stands, for messages.
     #[serde(skip)]
     pub version_span: Span,
+}
+
+/// A [`SparkStep`] as one attempt runs it: every template rendered and
+/// the local paths (the application, jars, py-files) made absolute.
+///
+/// Kept beside [`SparkStep`] so that the two cannot drift apart; it has the
+/// same fields, serialised under the same names in the same order (a memo
+/// key holds this form).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RenderedSparkStep {
+    /// Requested Spark version (`"3.5"` or exact `"3.5.9"`).
+    pub version: Option<String>,
+    /// The application: a `.jar` or `.py` file (absolute) or a URL.
+    pub app: Option<String>,
+    /// A SQL query (run through kaon's bundled SQL runner).
+    pub sql: Option<String>,
+    /// `--class` for jar applications.
+    pub main_class: Option<String>,
+    /// Application arguments.
+    pub args: Vec<String>,
+    /// `local[n]`, `spark://`, `yarn`, `k8s://`, `mesos://`.
+    pub master: Option<String>,
+    /// Named cluster from kaon's configuration (instead of `master`).
+    pub cluster: Option<String>,
+    /// Client or cluster; none for the cluster's default.
+    pub deploy_mode: Option<DeployMode>,
+    /// `--conf` pairs.
+    pub conf: BTreeMap<String, String>,
+    /// `--driver-memory`, bytes.
+    pub driver_memory: Option<u64>,
+    /// `--executor-memory`, bytes.
+    pub executor_memory: Option<u64>,
+    /// `--driver-cores`.
+    pub driver_cores: Option<u32>,
+    /// `--executor-cores`.
+    pub executor_cores: Option<u32>,
+    /// `--num-executors`.
+    pub num_executors: Option<u32>,
+    /// `--total-executor-cores` (`spark.cores.max`).
+    pub max_cores: Option<u32>,
+    /// `--packages` (Maven coordinates).
+    pub packages: Vec<String>,
+    /// `--jars` (absolute paths or URLs).
+    pub jars: Vec<String>,
+    /// `--py-files` (absolute paths or URLs).
+    pub py_files: Vec<String>,
+}
+
+impl SparkStep {
+    /// The step as one attempt runs it: `render` gives each template's
+    /// text, `place` turns what names a local file (the application, jars,
+    /// py-files) into the path the attempt uses.
+    pub fn render<E>(
+        &self,
+        mut render: impl FnMut(&Template) -> Result<String, E>,
+        place: impl Fn(&str) -> String,
+    ) -> Result<RenderedSparkStep, E> {
+        let mut conf = BTreeMap::new();
+        for (k, t) in &self.conf {
+            conf.insert(k.clone(), render(t)?);
+        }
+        Ok(RenderedSparkStep {
+            version: self.version.clone(),
+            app: match &self.app {
+                Some(t) => Some(place(&render(t)?)),
+                None => None,
+            },
+            sql: match &self.sql {
+                Some(t) => Some(render(t)?),
+                None => None,
+            },
+            main_class: self.main_class.clone(),
+            args: self
+                .args
+                .iter()
+                .map(&mut render)
+                .collect::<Result<_, _>>()?,
+            master: self.master.clone(),
+            cluster: self.cluster.clone(),
+            deploy_mode: self.deploy_mode,
+            conf,
+            driver_memory: self.driver_memory,
+            executor_memory: self.executor_memory,
+            driver_cores: self.driver_cores,
+            executor_cores: self.executor_cores,
+            num_executors: self.num_executors,
+            max_cores: self.max_cores,
+            packages: self.packages.clone(),
+            jars: self.jars.iter().map(|j| place(j)).collect(),
+            py_files: self.py_files.iter().map(|p| place(p)).collect(),
+        })
+    }
 }
 
 /// `kind = "subworkflow"`.

@@ -7,13 +7,70 @@
 //! another run.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::submit::ListenerConf;
+
+/// Where the listener posts, and the secret its tokens are made with.
+#[derive(Clone)]
+pub struct Callback {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The installation's secret.
+    pub secret: [u8; 32],
+}
+
+impl Callback {
+    /// The listener's settings for one attempt of `run`, loaded from `jar`.
+    pub fn listener(&self, jar: &Path, run: &str, node: u32, attempt: u32) -> ListenerConf {
+        ListenerConf {
+            jar: jar.to_path_buf(),
+            url: self.url.clone(),
+            token: token(&self.secret, run),
+            run: run.to_string(),
+            node,
+            attempt,
+        }
+    }
+}
+
+/// What one listener event means for the attempt it names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListenerEvent {
+    /// An output the job reported (`kaon_spark.output(name, value)`): its
+    /// line for the attempt's reported outputs (`{"name": .., "value": ..}`),
+    /// none when the event names no output.
+    Output(Option<Value>),
+    /// Progress or a failure, for [`crate::progress::SparkProgress::apply`];
+    /// with the driver UI's address when the event carries one.
+    Progress {
+        /// The driver's UI.
+        ui_url: Option<String>,
+    },
+}
+
+impl ListenerEvent {
+    /// Reads an event's JSON body.
+    pub fn of(ev: &Value) -> ListenerEvent {
+        if ev["type"] == "output" {
+            return ListenerEvent::Output(
+                ev["name"]
+                    .as_str()
+                    .map(|name| json!({"name": name, "value": ev["value"].clone()})),
+            );
+        }
+        ListenerEvent::Progress {
+            ui_url: ev["ui_url"].as_str().map(str::to_string),
+        }
+    }
+}
 
 /// Receives the events that passed the token check.
 pub trait EventSink: Send + Sync + 'static {
@@ -81,7 +138,7 @@ pub async fn serve(
 
 /// Reads the installation's secret from `path`, creating it (mode 0600)
 /// on first use.
-pub fn load_secret(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+pub fn load_secret(path: &Path) -> std::io::Result<[u8; 32]> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Ok(bytes) = std::fs::read(path)
@@ -146,4 +203,36 @@ pub fn load_secret(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
         "{} is not a kaon secret (32 bytes); remove it to have a new one made",
         path.display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_told_apart_from_progress() {
+        let ev = json!({"type": "output", "name": "rows", "value": 3});
+        assert_eq!(
+            ListenerEvent::of(&ev),
+            ListenerEvent::Output(Some(json!({"name": "rows", "value": 3})))
+        );
+        assert_eq!(
+            ListenerEvent::of(&json!({"type": "output"})),
+            ListenerEvent::Output(None)
+        );
+        let ev = json!({"type": "progress", "ui_url": "http://127.0.0.1:4040"});
+        assert_eq!(
+            ListenerEvent::of(&ev),
+            ListenerEvent::Progress {
+                ui_url: Some("http://127.0.0.1:4040".into())
+            }
+        );
+        let cb = Callback {
+            url: "http://127.0.0.1:9".into(),
+            secret: [7; 32],
+        };
+        let l = cb.listener(Path::new("/k/l.jar"), "r1", 2, 1);
+        assert_eq!(l.token, token(&[7; 32], "r1"));
+        assert_ne!(l.token, token(&[7; 32], "r2"));
+    }
 }

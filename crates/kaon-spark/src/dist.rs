@@ -85,6 +85,38 @@ impl Distribution {
         self.home.join("bin/spark-submit")
     }
 
+    /// Environment for spark-submit on top of `given` (the step's): its
+    /// `SPARK_HOME`, for managed installs their Python (the one with this
+    /// version's pyspark) for the driver and the executors, and
+    /// `java_home` (`[spark] java_home`) unless the step sets `JAVA_HOME`.
+    pub fn submit_env(
+        &self,
+        java_home: Option<&Path>,
+        given: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let has = |k: &str| given.iter().any(|(g, _)| g == k);
+        let mut env = vec![("SPARK_HOME".to_string(), self.home.display().to_string())];
+        if let Some(py) = &self.python {
+            for k in ["PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"] {
+                if !has(k) && std::env::var_os(k).is_none() {
+                    env.push((k.to_string(), py.display().to_string()));
+                }
+            }
+            if let Some(bin) = py.parent()
+                && !has("PATH")
+            {
+                let path = std::env::var("PATH").unwrap_or_default();
+                env.push(("PATH".into(), format!("{}:{path}", bin.display())));
+            }
+        }
+        if let Some(j) = java_home
+            && !has("JAVA_HOME")
+        {
+            env.push(("JAVA_HOME".into(), j.display().to_string()));
+        }
+        env
+    }
+
     /// True for Spark 3.x, which needs the Java module flags on Java 17.
     pub fn needs_module_flags(&self) -> bool {
         self.version.major < 4

@@ -51,6 +51,22 @@ impl SparkProgress {
         m
     }
 
+    /// Takes what polling the driver's UI found (see [`Monitor::poll`]).
+    /// The polled snapshot replaces this one; a job failure the listener
+    /// reported is kept when the UI names none. Returns true when the
+    /// counts moved.
+    pub fn take_polled(&mut self, polled: SparkProgress) -> bool {
+        let changed = self.stages_done != polled.stages_done
+            || self.tasks_done != polled.tasks_done
+            || self.stages_total != polled.stages_total;
+        let last_error = self.last_error.take();
+        *self = SparkProgress {
+            last_error: polled.last_error.clone().or(last_error),
+            ..polled
+        };
+        changed
+    }
+
     /// Folds one listener event in. Returns true when the snapshot
     /// changed in a way worth showing.
     pub fn apply(&mut self, ev: &Value) -> bool {

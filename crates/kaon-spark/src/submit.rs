@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kaon_engine::event::SparkJob;
 use serde_json::{Value, json};
 
 use crate::dist::Distribution;
+use crate::job::SparkJob;
 use crate::target::{Mode, Target};
 
 /// The flags Spark's own launcher (`org.apache.spark.launcher.
@@ -75,10 +75,19 @@ pub struct Submission<'a> {
     pub sql_output: Option<PathBuf>,
 }
 
-/// True for `.py` applications and SQL (run by kaon's Python runner):
-/// what a standalone master cannot run in cluster mode.
-pub fn is_python(job: &SparkJob) -> bool {
-    job.sql.is_some() || job.app.as_deref().is_some_and(|a| a.ends_with(".py"))
+/// Gives a client-mode driver a known UI port (unless the job sets one),
+/// so that kaon can poll its monitoring REST API even when no listener
+/// event arrives. Returns the UI's address.
+pub fn pin_ui_port(job: &mut SparkJob, target: &Target) -> Option<String> {
+    if target.mode != Mode::Client || job.conf.contains_key("spark.ui.port") {
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()?;
+    job.conf.insert("spark.ui.port".into(), port.to_string());
+    Some(format!("http://127.0.0.1:{port}"))
 }
 
 /// A size the way Spark reads it. A bare number means MiB to Spark, so the
@@ -143,7 +152,7 @@ impl Submission<'_> {
     /// The py-files: the step's and kaon's helper.
     pub fn py_files(&self) -> Vec<String> {
         let mut files = self.job.py_files.clone();
-        if is_python(self.job)
+        if self.job.is_python()
             && let Some(h) = &self.py_helper
         {
             files.push(h.display().to_string());
@@ -184,7 +193,7 @@ impl Submission<'_> {
             append(
                 &mut c,
                 "spark.extraListeners",
-                "dev.kaon.spark.KaonListener",
+                crate::listener::LISTENER_CLASS,
                 ",",
             );
             c.insert("spark.kaon.url".into(), l.url.clone());

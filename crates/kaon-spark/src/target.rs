@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use kaon_engine::event::SparkJob;
 use kaon_model::constraints::{Attributes, Constraints};
 
 use crate::SparkError;
+use crate::job::{DeployMode, SparkJob};
 use crate::settings::{ClusterSettings, SparkSettings};
 
 /// How the driver is started.
@@ -65,16 +65,26 @@ fn on_master(master: &str, mode: Mode, cluster: Option<(&str, &ClusterSettings)>
     }
 }
 
-fn parse_mode(text: Option<&str>, master: &str, place: &str) -> Result<Mode, SparkError> {
-    match text {
-        None | Some("client") => Ok(Mode::Client),
-        Some("cluster") if master.starts_with("spark://") => Ok(Mode::StandaloneCluster),
-        Some("cluster") if master.starts_with("local") => Err(SparkError::Placement {
+/// The mode a deploy mode comes to on `master`; `place` names who asked,
+/// for messages.
+fn mode_on(mode: Option<DeployMode>, master: &str, place: &str) -> Result<Mode, SparkError> {
+    match mode {
+        None | Some(DeployMode::Client) => Ok(Mode::Client),
+        Some(DeployMode::Cluster) if master.starts_with("spark://") => Ok(Mode::StandaloneCluster),
+        Some(DeployMode::Cluster) if master.starts_with("local") => Err(SparkError::Placement {
             message: format!("{place}: cluster mode needs a cluster master, not `{master}`"),
         }),
-        Some("cluster") => Ok(Mode::SubmitCluster),
-        Some(other) => Err(SparkError::Placement {
-            message: format!("{place}: `{other}` is not a deploy mode (client or cluster)"),
+        Some(DeployMode::Cluster) => Ok(Mode::SubmitCluster),
+    }
+}
+
+/// A cluster's `deploy_mode` setting (text in `kaon.toml`, checked when a
+/// step is placed on it).
+fn configured_mode(text: Option<&str>, place: &str) -> Result<Option<DeployMode>, SparkError> {
+    match text {
+        None => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(|_| SparkError::Placement {
+            message: format!("{place}: `{t}` is not a deploy mode (client or cluster)"),
         }),
     }
 }
@@ -103,11 +113,12 @@ pub fn place(job: &SparkJob, settings: &SparkSettings, major: u32) -> Result<Tar
         })
     };
     let from_cluster = |name: &str, c: &ClusterSettings| -> Result<Target, SparkError> {
-        let mode = parse_mode(
-            job.deploy_mode.as_deref().or(c.deploy_mode.as_deref()),
-            &c.master,
-            &format!("cluster `{name}`"),
-        )?;
+        let place = format!("cluster `{name}`");
+        let mode = match job.deploy_mode {
+            Some(m) => Some(m),
+            None => configured_mode(c.deploy_mode.as_deref(), &place)?,
+        };
+        let mode = mode_on(mode, &c.master, &place)?;
         Ok(on_master(&c.master, mode, Some((name, c))))
     };
     let mut target = if let Some(name) = &job.cluster {
@@ -130,7 +141,7 @@ pub fn place(job: &SparkJob, settings: &SparkSettings, major: u32) -> Result<Tar
         }
         from_cluster(name, c)?
     } else if let Some(master) = &job.master {
-        let mode = parse_mode(job.deploy_mode.as_deref(), master, "the step")?;
+        let mode = mode_on(job.deploy_mode, master, "the step")?;
         on_master(master, mode, None)
     } else if let Some(k) = &constraints {
         let mut chosen = None;
@@ -150,7 +161,7 @@ pub fn place(job: &SparkJob, settings: &SparkSettings, major: u32) -> Result<Tar
         })?
     } else {
         let master = settings.master.as_deref().unwrap_or("local[*]");
-        let mode = parse_mode(job.deploy_mode.as_deref(), master, "the step")?;
+        let mode = mode_on(job.deploy_mode, master, "the step")?;
         on_master(master, mode, None)
     };
     if target.master.starts_with("mesos://") {
@@ -254,13 +265,13 @@ mod tests {
 
         let j = SparkJob {
             master: Some("yarn".into()),
-            deploy_mode: Some("cluster".into()),
+            deploy_mode: Some(DeployMode::Cluster),
             ..SparkJob::default()
         };
         assert_eq!(place(&j, &s, 4).unwrap().mode, Mode::SubmitCluster);
         let j = SparkJob {
             master: Some("local[2]".into()),
-            deploy_mode: Some("cluster".into()),
+            deploy_mode: Some(DeployMode::Cluster),
             ..SparkJob::default()
         };
         assert!(place(&j, &s, 4).is_err());

@@ -7,9 +7,13 @@
 //!
 //! The store knows rows, not engine types: node and run data travel as JSON
 //! text the engine wrote, so the store never has to change with the engine.
+//! The few columns copied out of that data for readers (a run's status, a
+//! node's state and kind) are the store's own enums, in [`row`], stored as
+//! the same text as always.
 
 mod artifacts;
 mod memory;
+pub mod row;
 mod sqlite;
 
 use std::future::Future;
@@ -19,6 +23,8 @@ pub use artifacts::{
 };
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteStore};
+
+use row::{NodeKind, NodeState, RunStatus};
 
 /// A run as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +43,8 @@ pub struct RunRow {
     pub options: String,
     /// For a child run: the parent run and its sub-workflow node.
     pub parent: Option<(String, u32)>,
-    /// `running`, `succeeded`, `failed`, `cancelled`.
-    pub status: String,
+    /// Its status.
+    pub status: RunStatus,
     /// Run-level data (JSON object).
     pub data: String,
     /// When it was created (ms since the epoch).
@@ -78,9 +84,9 @@ pub struct NodeRow {
     /// Step name or block label.
     pub name: String,
     /// Its kind.
-    pub kind: String,
-    /// Its state's name.
-    pub state: String,
+    pub kind: NodeKind,
+    /// Its state (the facts of the state are in `data`).
+    pub state: NodeState,
     /// Attempts started.
     pub attempt: u32,
     /// When its first attempt started.
@@ -91,13 +97,24 @@ pub struct NodeRow {
     pub data: String,
 }
 
+/// A run's new status, data and end time, written together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunUpdate {
+    /// The status.
+    pub status: RunStatus,
+    /// Run-level data (JSON object).
+    pub data: String,
+    /// When it ended, once it has.
+    pub finished_ms: Option<i64>,
+}
+
 /// What one tick changed in one run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     /// The run.
     pub run: String,
     /// New status, data and end time, when they changed.
-    pub status: Option<(String, String, Option<i64>)>,
+    pub update: Option<RunUpdate>,
     /// Scopes created (ids not stored before).
     pub scopes: Vec<ScopeRow>,
     /// Nodes to insert or replace.
@@ -112,13 +129,20 @@ pub struct Batch {
     pub memo: Vec<MemoRow>,
     /// Memo key parts of step runs that started or reused a result.
     pub keys: Vec<KeyRow>,
+    /// The driver the batch is written for (a fencing token): when set, the
+    /// batch applies only if this owner holds the run when the commit
+    /// lands. A driver that lost the run (another process took over its
+    /// lease, or it let go) then cannot write to it, even before its next
+    /// heartbeat tells it so. `None` writes whoever holds the run (artifact
+    /// rows of a standalone put, tools).
+    pub owner: Option<String>,
 }
 
 impl Batch {
     /// True when the batch changes the run itself (then the run must exist);
     /// a batch of artifact rows alone may have an empty `run`.
     pub fn touches_run(&self) -> bool {
-        self.status.is_some()
+        self.update.is_some()
             || !self.scopes.is_empty()
             || !self.nodes.is_empty()
             || !self.consumed.is_empty()
@@ -166,7 +190,7 @@ pub enum MessageBody {
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
     /// Only runs in this status.
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// Include child runs of sub-workflows.
     pub children: bool,
     /// At most this many, newest first.
@@ -182,12 +206,15 @@ pub enum StoreError {
     /// No run with this id.
     #[error("no run {0}")]
     NoSuchRun(String),
-    /// Another driver holds the run.
+    /// The run is not held by the driver the caller named: another one
+    /// holds it, or none does. Returned by a claim whose expected owner is
+    /// not the current one, and by a commit fenced by an owner that no
+    /// longer holds its run; either way the caller must stop driving it.
     #[error("run {run} is held by {owner}")]
     Held {
         /// The run.
         run: String,
-        /// Who holds it.
+        /// Who holds it (`nobody` when no driver does).
         owner: String,
     },
     /// A prefix names more than one artifact.
@@ -203,9 +230,29 @@ pub enum StoreError {
         /// a sixth says there are more).
         candidates: Vec<String>,
     },
-    /// A write contradicts what is stored (a scope stored twice).
-    #[error("conflicting write: {0}")]
-    Conflict(String),
+    /// A commit creates a scope that is stored already (scopes are
+    /// created once; nodes are the rows that are replaced).
+    #[error("conflicting write: scope {scope} of run {run} exists already")]
+    ScopeExists {
+        /// The run.
+        run: String,
+        /// The scope's id.
+        scope: u32,
+    },
+    /// A stored row holds a value this build does not know: a status,
+    /// state or kind written by a newer kaon, or a damaged database. The
+    /// row is not read rather than read as something it is not.
+    #[error(
+        "run {run}: its stored {what} is `{value}`, which this kaon does not know (written by a newer kaon, or the database is damaged)"
+    )]
+    Damaged {
+        /// The run.
+        run: String,
+        /// Which value: `status`, or `state of node 3 (train)`.
+        what: String,
+        /// The text found.
+        value: String,
+    },
     /// The database said no.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -259,10 +306,15 @@ pub trait StateStore: Send + Sync {
     fn create_run(&self, run: &RunRow) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies the batches of one tick in a single transaction: all of them
-    /// or none. Scopes are inserted (an id stored before is an error),
-    /// nodes replace any stored row with the same id, consumed messages are
-    /// marked consumed. When this returns, the changes survive a crash of
-    /// the process (and, with full durability, of the machine).
+    /// or none. Scopes are inserted (an id stored before is
+    /// [`StoreError::ScopeExists`]), nodes replace any stored row with the
+    /// same id, consumed messages are marked consumed. A batch with an
+    /// [`Batch::owner`] applies only while that owner holds its run,
+    /// checked in the same transaction: otherwise the commit fails with
+    /// [`StoreError::Held`] and applies nothing, so a driver that lost a
+    /// run between two heartbeats cannot overwrite its new driver's work.
+    /// When this returns, the changes survive a crash of the process (and,
+    /// with full durability, of the machine).
     fn commit(&self, batches: &[Batch]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// One run.

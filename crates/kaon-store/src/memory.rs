@@ -57,22 +57,34 @@ impl StateStore for MemoryStore {
             if b.touches_run() && !g.runs.contains_key(&b.run) {
                 return Err(StoreError::NoSuchRun(b.run.clone()));
             }
+            if let Some(owner) = &b.owner {
+                match g.runs.get(&b.run) {
+                    None => return Err(StoreError::NoSuchRun(b.run.clone())),
+                    Some(r) if r.owner.as_ref() != Some(owner) => {
+                        return Err(StoreError::Held {
+                            run: b.run.clone(),
+                            owner: r.owner.clone().unwrap_or_else(|| "nobody".into()),
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
             for s in &b.scopes {
                 if g.scopes.contains_key(&(b.run.clone(), s.id)) {
-                    return Err(StoreError::Conflict(format!(
-                        "scope {} of run {} exists already",
-                        s.id, b.run
-                    )));
+                    return Err(StoreError::ScopeExists {
+                        run: b.run.clone(),
+                        scope: s.id,
+                    });
                 }
             }
         }
         for b in batches {
-            if let Some((status, data, finished)) = &b.status
+            if let Some(u) = &b.update
                 && let Some(r) = g.runs.get_mut(&b.run)
             {
-                r.status = status.clone();
-                r.data = data.clone();
-                r.finished_ms = *finished;
+                r.status = u.status;
+                r.data = u.data.clone();
+                r.finished_ms = u.finished_ms;
             }
             for s in &b.scopes {
                 g.scopes.insert((b.run.clone(), s.id), s.clone());
@@ -112,7 +124,7 @@ impl StateStore for MemoryStore {
         let mut runs: Vec<RunRow> = g
             .runs
             .values()
-            .filter(|r| filter.status.as_ref().is_none_or(|s| &r.status == s))
+            .filter(|r| filter.status.is_none_or(|s| r.status == s))
             .filter(|r| filter.children || r.parent.is_none())
             .cloned()
             .collect();

@@ -1,9 +1,10 @@
 //! The StateStore contract, run against every backend.
 #![allow(clippy::unwrap_used)] // a test that cannot proceed should panic right there
 
+use kaon_store::row::{NodeKind, NodeState, RunStatus};
 use kaon_store::{
     ArtifactFilter, ArtifactIndex, ArtifactRow, Batch, Direction, KeyRow, MemoRow, MemoryStore,
-    MessageBody, NodeRow, ReadRow, RunFilter, RunRow, ScopeRow, SqliteStore, StateStore,
+    MessageBody, NodeRow, ReadRow, RunFilter, RunRow, RunUpdate, ScopeRow, SqliteStore, StateStore,
     StoreError,
 };
 
@@ -16,7 +17,7 @@ fn run(id: &str, created: i64, parent: Option<(&str, u32)>) -> RunRow {
         params: "{}".into(),
         options: "{}".into(),
         parent: parent.map(|(p, n)| (p.to_string(), n)),
-        status: "running".into(),
+        status: RunStatus::Running,
         data: "{}".into(),
         created_ms: created,
         finished_ms: None,
@@ -25,14 +26,14 @@ fn run(id: &str, created: i64, parent: Option<(&str, u32)>) -> RunRow {
     }
 }
 
-fn node(id: u32, state: &str) -> NodeRow {
+fn node(id: u32, state: NodeState) -> NodeRow {
     NodeRow {
         id,
         scope: 0,
         key: format!("s{id}[x=\"q\"]"),
         name: format!("s{id}"),
-        kind: "command".into(),
-        state: state.into(),
+        kind: NodeKind::Command,
+        state,
         attempt: 1,
         started_ms: Some(5),
         finished_ms: None,
@@ -94,18 +95,22 @@ async fn commit_is_atomic_and_replaces_nodes(s: &impl StateStore) {
     s.create_run(&run("r", 1, None)).await.unwrap();
     let b1 = Batch {
         run: "r".into(),
-        status: None,
+        update: None,
         scopes: vec![scope(0)],
-        nodes: vec![node(0, "ready"), node(1, "pending")],
+        nodes: vec![node(0, NodeState::Ready), node(1, NodeState::Pending)],
         consumed: vec![],
         ..Default::default()
     };
     s.commit(&[b1]).await.unwrap();
-    let mut n0 = node(0, "succeeded");
+    let mut n0 = node(0, NodeState::Succeeded);
     n0.finished_ms = Some(7);
     let b2 = Batch {
         run: "r".into(),
-        status: Some(("succeeded".into(), r#"{"outputs":{}}"#.into(), Some(8))),
+        update: Some(RunUpdate {
+            status: RunStatus::Succeeded,
+            data: r#"{"outputs":{}}"#.into(),
+            finished_ms: Some(8),
+        }),
         scopes: vec![],
         nodes: vec![n0.clone()],
         consumed: vec![],
@@ -115,26 +120,30 @@ async fn commit_is_atomic_and_replaces_nodes(s: &impl StateStore) {
     let nodes = s.nodes("r").await.unwrap();
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[0], n0, "the latest row wins, byte for byte");
-    assert_eq!(nodes[1], node(1, "pending"));
+    assert_eq!(nodes[1], node(1, NodeState::Pending));
     assert_eq!(s.scopes("r").await.unwrap(), vec![scope(0)]);
     let r = s.run("r").await.unwrap().unwrap();
-    assert_eq!((r.status.as_str(), r.finished_ms), ("succeeded", Some(8)));
+    assert_eq!((r.status, r.finished_ms), (RunStatus::Succeeded, Some(8)));
 
     // A batch that cannot apply (a scope stored twice) leaves nothing behind,
     // not even the other batch of the same commit.
     s.create_run(&run("r2", 2, None)).await.unwrap();
     let good = Batch {
         run: "r2".into(),
-        nodes: vec![node(5, "ready")],
+        nodes: vec![node(5, NodeState::Ready)],
         ..Default::default()
     };
     let bad = Batch {
         run: "r".into(),
         scopes: vec![scope(0)],
-        nodes: vec![node(0, "failed")],
+        nodes: vec![node(0, NodeState::Failed)],
         ..Default::default()
     };
-    assert!(s.commit(&[good, bad]).await.is_err());
+    let err = s.commit(&[good, bad]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::ScopeExists { ref run, scope: 0 } if run == "r"),
+        "{err}"
+    );
     assert!(
         s.nodes("r2").await.unwrap().is_empty(),
         "a failed commit must not leave part of itself"
@@ -143,7 +152,11 @@ async fn commit_is_atomic_and_replaces_nodes(s: &impl StateStore) {
 
     let missing = Batch {
         run: "nope".into(),
-        status: Some(("failed".into(), "{}".into(), None)),
+        update: Some(RunUpdate {
+            status: RunStatus::Failed,
+            data: "{}".into(),
+            finished_ms: None,
+        }),
         ..Default::default()
     };
     assert!(s.commit(&[missing]).await.is_err());
@@ -151,7 +164,7 @@ async fn commit_is_atomic_and_replaces_nodes(s: &impl StateStore) {
 
 async fn many_rows_in_one_commit(s: &impl StateStore) {
     s.create_run(&run("big", 1, None)).await.unwrap();
-    let nodes: Vec<NodeRow> = (0..20_000).map(|i| node(i, "succeeded")).collect();
+    let nodes: Vec<NodeRow> = (0..20_000).map(|i| node(i, NodeState::Succeeded)).collect();
     let scopes: Vec<ScopeRow> = (0..5_000).map(scope).collect();
     s.commit(&[Batch {
         run: "big".into(),
@@ -167,6 +180,69 @@ async fn many_rows_in_one_commit(s: &impl StateStore) {
     assert_eq!(named.len(), 1);
     let by_key = s.nodes_named("big", "s42[x=\"q\"]").await.unwrap();
     assert_eq!(by_key, named);
+}
+
+/// Every status, state and kind is stored and read back as itself, and
+/// runs are listed by status.
+async fn typed_columns_round_trip(s: &impl StateStore) {
+    s.create_run(&run("t", 1, None)).await.unwrap();
+    s.create_run(&run("u", 2, None)).await.unwrap();
+    let nodes: Vec<NodeRow> = NodeState::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, state)| {
+            let mut n = node(i as u32, *state);
+            n.kind = NodeKind::ALL[i % NodeKind::ALL.len()];
+            n
+        })
+        .chain(NodeKind::ALL.iter().enumerate().map(|(i, kind)| {
+            let mut n = node(100 + i as u32, NodeState::Running);
+            n.kind = *kind;
+            n
+        }))
+        .collect();
+    s.commit(&[Batch {
+        run: "t".into(),
+        nodes: nodes.clone(),
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.nodes("t").await.unwrap(), nodes);
+    let named = s.nodes_named("t", "s3").await.unwrap();
+    assert_eq!(named, [nodes[3].clone()]);
+
+    let listed = |status| async move {
+        s.list_runs(&RunFilter {
+            status: Some(status),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect::<Vec<_>>()
+    };
+    for status in RunStatus::ALL {
+        s.commit(&[Batch {
+            run: "t".into(),
+            update: Some(RunUpdate {
+                status: *status,
+                data: "{}".into(),
+                finished_ms: status.is_terminal().then_some(9),
+            }),
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+        assert_eq!(s.run("t").await.unwrap().unwrap().status, *status);
+        let want: &[&str] = match status {
+            RunStatus::Running => &["u", "t"],
+            _ => &["t"],
+        };
+        assert_eq!(listed(*status).await, want, "{status}");
+    }
+    assert_eq!(listed(RunStatus::Running).await, ["u"]);
 }
 
 async fn claim_is_compare_and_set(s: &impl StateStore) {
@@ -185,6 +261,66 @@ async fn claim_is_compare_and_set(s: &impl StateStore) {
     assert_eq!(s.run("c").await.unwrap().unwrap().owner, None);
     assert!(matches!(
         s.claim("nope", None, Some("p"), 1).await,
+        Err(StoreError::NoSuchRun(_))
+    ));
+}
+
+async fn commit_is_fenced_by_owner(s: &impl StateStore) {
+    s.create_run(&run("f", 1, None)).await.unwrap();
+    s.claim("f", None, Some("p1"), 10).await.unwrap();
+    let batch = |owner: &str, n: u32| Batch {
+        run: "f".into(),
+        nodes: vec![node(n, NodeState::Ready)],
+        owner: Some(owner.into()),
+        ..Default::default()
+    };
+    s.commit(&[batch("p1", 0)]).await.unwrap();
+    // p2 takes over p1's lease; p1 has not heartbeaten since and still
+    // thinks it drives the run.
+    s.claim("f", Some("p1"), Some("p2"), 11).await.unwrap();
+    s.create_run(&run("g", 2, None)).await.unwrap();
+    let other = Batch {
+        run: "g".into(),
+        nodes: vec![node(9, NodeState::Ready)],
+        ..Default::default()
+    };
+    let err = s
+        .commit(&[other.clone(), batch("p1", 1)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Held { ref run, ref owner } if run == "f" && owner == "p2"),
+        "{err}"
+    );
+    assert_eq!(
+        s.nodes("f").await.unwrap(),
+        vec![node(0, NodeState::Ready)],
+        "a fenced commit applies nothing"
+    );
+    assert!(s.nodes("g").await.unwrap().is_empty());
+    s.commit(&[other, batch("p2", 1)]).await.unwrap();
+    assert_eq!(s.nodes("f").await.unwrap().len(), 2);
+    // Let go: nobody's batch is fenced in, an unfenced one still applies.
+    s.claim("f", Some("p2"), None, 12).await.unwrap();
+    let err = s.commit(&[batch("p2", 2)]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Held { ref owner, .. } if owner == "nobody"),
+        "{err}"
+    );
+    s.commit(&[Batch {
+        run: "f".into(),
+        nodes: vec![node(2, NodeState::Ready)],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.commit(&[Batch {
+            run: "nope".into(),
+            owner: Some("p1".into()),
+            ..Default::default()
+        }])
+        .await,
         Err(StoreError::NoSuchRun(_))
     ));
 }
@@ -401,8 +537,16 @@ macro_rules! contract {
                 super::many_rows_in_one_commit(&$make).await;
             }
             #[tokio::test]
+            async fn typed_columns_round_trip() {
+                super::typed_columns_round_trip(&$make).await;
+            }
+            #[tokio::test]
             async fn claim_is_compare_and_set() {
                 super::claim_is_compare_and_set(&$make).await;
+            }
+            #[tokio::test]
+            async fn commit_is_fenced_by_owner() {
+                super::commit_is_fenced_by_owner(&$make).await;
             }
             #[tokio::test]
             async fn inbox_delivers_until_consumed() {
@@ -452,12 +596,12 @@ async fn two_connections_share_one_file() {
     .unwrap();
     let ba = [Batch {
         run: "x".into(),
-        nodes: vec![node(1, "ready")],
+        nodes: vec![node(1, NodeState::Ready)],
         ..Default::default()
     }];
     let bb = [Batch {
         run: "x".into(),
-        nodes: vec![node(2, "ready")],
+        nodes: vec![node(2, NodeState::Ready)],
         ..Default::default()
     }];
     let (r1, r2) = tokio::join!(a.commit(&ba), b.commit(&bb));
@@ -465,4 +609,128 @@ async fn two_connections_share_one_file() {
     r2.unwrap();
     assert_eq!(a.inbox("x").await.unwrap().len(), 1);
     assert_eq!(b.nodes("x").await.unwrap().len(), 2);
+}
+
+/// Statuses, states and kinds are the text kaon always stored (databases
+/// written before they were typed read back), and a text this build does
+/// not know is an error naming the run and the value, not a panic.
+#[tokio::test]
+async fn stored_text_is_unchanged_and_unknown_text_is_damaged() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kaon.db");
+    let s = SqliteStore::open(&path, kaon_store::Durability::Full)
+        .await
+        .unwrap();
+    s.create_run(&run("new", 1, None)).await.unwrap();
+    let mut n = node(0, NodeState::Memoized);
+    n.kind = NodeKind::ForEach;
+    s.commit(&[Batch {
+        run: "new".into(),
+        nodes: vec![n],
+        update: Some(RunUpdate {
+            status: RunStatus::Cancelled,
+            data: "{}".into(),
+            finished_ms: Some(3),
+        }),
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let texts: (String, String, String) = sqlx::query_as(
+        "SELECT r.status, n.kind, n.state FROM runs r JOIN nodes n ON n.run_id = r.id \
+         WHERE r.id = 'new'",
+    )
+    .fetch_one(&mut raw)
+    .await
+    .unwrap();
+    assert_eq!(
+        texts,
+        ("cancelled".into(), "for-each".into(), "memoized".into())
+    );
+
+    // Rows as an older kaon wrote them, in its own statements.
+    sqlx::query(
+        "INSERT INTO runs (id, workflow, path, digest, params, options, status, data, created_ms) \
+         VALUES ('old', 'wf', 'wf.toml', 'd', '{}', '{}', 'failed', '{}', 2)",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO nodes (run_id, id, scope, key, name, kind, state, attempt, data) \
+         VALUES ('old', 0, 0, 'child', 'child', 'subworkflow', 'skipped', 0, '{}'), \
+                ('old', 1, 0, 'end', 'end', 'marker', 'succeeded', 0, '{}')",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    assert_eq!(
+        s.run("old").await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+    let old: Vec<(NodeKind, NodeState)> = s
+        .nodes("old")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.kind, n.state))
+        .collect();
+    assert_eq!(
+        old,
+        [
+            (NodeKind::SubWorkflow, NodeState::Skipped),
+            (NodeKind::Marker, NodeState::Succeeded)
+        ]
+    );
+
+    // Texts a newer kaon (or a damaged file) could hold.
+    sqlx::query("UPDATE nodes SET state = 'paused' WHERE run_id = 'old' AND id = 1")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    for err in [
+        s.nodes("old").await.unwrap_err(),
+        s.nodes_named("old", "end").await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, StoreError::Damaged { run, what, value }
+                if run == "old" && what == "state of node 1 (end)" && value == "paused"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("`paused`"), "{err}");
+    }
+    sqlx::query("UPDATE nodes SET kind = 'loop' WHERE run_id = 'old' AND id = 0")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let err = s.nodes_named("old", "child").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Damaged { what, value, .. }
+            if what == "kind of node 0 (child)" && value == "loop"),
+        "{err:?}"
+    );
+    sqlx::query("UPDATE runs SET status = 'paused' WHERE id = 'old'")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let err = s.run("old").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Damaged { run, what, value }
+            if run == "old" && what == "status" && value == "paused"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        s.list_runs(&RunFilter::default()).await,
+        Err(StoreError::Damaged { .. })
+    ));
+    // Runs whose rows are known are still read.
+    assert_eq!(
+        s.run("new").await.unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
+    raw.close().await.unwrap();
 }
