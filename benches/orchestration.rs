@@ -101,12 +101,22 @@ async fn engine_run(store: &impl StateStore, n: usize, tick: usize) -> (usize, u
         let take = queue.len().min(tick);
         let batch_events: Vec<Event> = queue.drain(..take).collect();
         let mut next = Vec::new();
-        for ev in batch_events {
+        let mut now_queue: std::collections::VecDeque<Event> = batch_events.into();
+        while let Some(ev) = now_queue.pop_front() {
             events += 1;
             now += 1;
             for a in state.apply(ev, now).unwrap() {
                 match a {
                     Action::Enqueue { node, .. } => next.push(Event::StepAdmitted { node }),
+                    // The runtime's memo lookup, answered "no earlier
+                    // result" in the same turn, as the runtime does (its
+                    // answer changes nothing to commit): one more event
+                    // per cached step than before it was an engine action.
+                    Action::LookupMemo(o) => now_queue.push_front(Event::MemoMiss {
+                        node: o.node,
+                        attempt: o.attempt,
+                        key: None,
+                    }),
                     Action::Launch(o) => {
                         next.push(Event::StepLaunched {
                             node: o.node,

@@ -184,6 +184,11 @@ impl RunState {
                 if self.nodes[n].state == (StepState::Starting { attempt })
                     && let Some(order) = order.filter(|o| o.attempt == attempt)
                 {
+                    // Not marked for saving: the launch follows from the
+                    // committed Starting state, and the key is saved with
+                    // StepLaunched (a launch re-issued after a crash looks
+                    // it up again); a commit here would cost every cached
+                    // launch a transaction.
                     self.nodes[n].info.memo_key = key;
                     self.out.push(Action::Launch(order));
                 }

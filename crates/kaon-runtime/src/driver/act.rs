@@ -30,7 +30,7 @@ where
                 // previous process: they count against capacity here.
                 self.admission
                     .hold(run, order.node, order.cpus, order.memory);
-                self.lookup_memo(run, *order, now);
+                self.lookup_memo(run, *order, now).await;
             }
             Action::Launch(order) => {
                 self.admission
@@ -146,11 +146,12 @@ where
         ));
     }
 
-    /// Answers the engine's memo question off the loop's turn (hashing
-    /// code and reading the index take time a sweep of 30,000 launches
-    /// must not spend on the loop): the key, recorded part by part, and
-    /// then a hit with its files back in place, or a miss.
-    fn lookup_memo(&mut self, run: &str, order: LaunchOrder, now: Millis) {
+    /// Answers the engine's memo question: the key, recorded part by
+    /// part, and then a hit with its files back in place, or a miss. The
+    /// key and the lookup are on the loop's turn: measured, a task per
+    /// lookup made `kaon run` of a 10,000-step sweep a third slower
+    /// (wake-ups) for no gain when the lookup is one index read.
+    async fn lookup_memo(&mut self, run: &str, order: LaunchOrder, now: Millis) {
         let Some(m) = self.memo.clone() else {
             self.pending.push_back((
                 run.to_string(),
@@ -164,20 +165,49 @@ where
         };
         let facts = self.exec.describe(&order);
         let secrets = self.secrets_of(run);
-        let (sealer, store, tx) = (
-            self.opts.sealer.clone(),
-            self.store.clone(),
-            self.memo_tx.clone(),
-        );
-        let run = run.to_string();
-        tokio::spawn(async move {
-            let done = decide(&m, &*store, &sealer, &secrets, &facts, &run, &order, now).await;
-            let _ = tx.send(done);
-        });
+        let decided = decide(
+            &m,
+            &*self.store,
+            &self.opts.sealer,
+            &secrets,
+            &facts,
+            run,
+            &order,
+            now,
+        )
+        .await;
+        match decided {
+            Decision::Done(done) => self.memo_done(*done),
+            // Copying a hit's files back can take long (a model of
+            // gigabytes): it happens off the loop's turn, and its answer
+            // comes back as an event.
+            Decision::Restore(r) => {
+                let (r, done) = *r;
+                let (store, tx) = (self.store.clone(), self.memo_tx.clone());
+                tokio::spawn(async move {
+                    let done = restore(&m, &*store, r, done).await;
+                    let _ = tx.send(done);
+                });
+            }
+        }
     }
 }
 
-/// The memo key of `order`, and whether an earlier result stands in for it.
+/// A hit whose files are to be put back before it counts.
+struct Restore {
+    plans: Vec<kaon_artifacts::RestorePlan>,
+    hit: memo::Hit,
+    key: String,
+}
+
+/// What [`decide`] found: the answer, or a hit to restore first.
+enum Decision {
+    Done(Box<MemoDone>),
+    Restore(Box<(Restore, MemoDone)>),
+}
+
+/// The memo key of `order`, and whether an earlier result stands in for it
+/// (planned, not yet put back).
 #[allow(clippy::too_many_arguments)]
 async fn decide<S: StateStore + ArtifactIndex>(
     m: &Arc<MemoCtx>,
@@ -188,7 +218,7 @@ async fn decide<S: StateStore + ArtifactIndex>(
     run: &str,
     order: &LaunchOrder,
     now: Millis,
-) -> MemoDone {
+) -> Decision {
     let (node, attempt) = (order.node, order.attempt);
     let hidden = memo::Hidden { sealer, secrets };
     let (key, parts) = match memo::memo_key(order, &m.code, facts, &hidden).await {
@@ -196,7 +226,7 @@ async fn decide<S: StateStore + ArtifactIndex>(
         // A key that cannot be computed (an unreadable code file) is the
         // step's settings' fault: the attempt fails as a launch would.
         Err(e) => {
-            return MemoDone {
+            return Decision::Done(Box::new(MemoDone {
                 run: run.to_string(),
                 key: None,
                 event: Event::LaunchFailed {
@@ -205,7 +235,7 @@ async fn decide<S: StateStore + ArtifactIndex>(
                     message: e.to_string(),
                     platform: false,
                 },
-            };
+            }));
         }
     };
     let reuse = order.memo.as_ref().is_some_and(|s| s.reuse);
@@ -216,55 +246,7 @@ async fn decide<S: StateStore + ArtifactIndex>(
     } else {
         Ok(None)
     };
-    let mut outcome = "ran".to_string();
-    let mut event = Event::MemoMiss {
-        node,
-        attempt,
-        key: Some(key.clone()),
-    };
-    match hit {
-        Ok(Some(hit)) => {
-            // Where the files would go is checked before the reuse is
-            // decided: a destination that refuses them (a file of the
-            // user's, a link) means the step runs; a store that cannot
-            // give them back drops the entry too.
-            let restored = match memo::plan(&m.blobs, &hit, &order.workdir).await {
-                Ok(plans) => match memo::restore(&m.blobs, plans).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        let _ = store.forget_memo(&key, &hit.row.run, hit.row.node).await;
-                        Err(format!("{e} (the cached result is dropped)"))
-                    }
-                },
-                Err(e) => {
-                    if !e.is_in_the_way() {
-                        let _ = store.forget_memo(&key, &hit.row.run, hit.row.node).await;
-                    }
-                    Err(e.to_string())
-                }
-            };
-            match restored {
-                Ok(()) => {
-                    outcome = "memoized".into();
-                    event = Event::MemoHit {
-                        node,
-                        attempt,
-                        key: key.clone(),
-                        from: hit.from,
-                        outputs: hit.outputs,
-                        artifacts: hit.artifacts,
-                    };
-                }
-                Err(e) => {
-                    outcome = format!("ran: the result of {} was not put back: {e}", hit.from);
-                }
-            }
-        }
-        Ok(None) => {}
-        // The index cannot be read: run the step rather than fail it.
-        Err(e) => outcome = format!("ran: the memo index could not be read: {e}"),
-    }
-    MemoDone {
+    let mut done = MemoDone {
         run: run.to_string(),
         key: Some(KeyRow {
             run: run.to_string(),
@@ -272,11 +254,79 @@ async fn decide<S: StateStore + ArtifactIndex>(
             attempt,
             step: order.step.clone(),
             step_key: order.key.clone(),
-            key,
+            key: key.clone(),
             parts: serde_json::to_string(&parts).unwrap_or_else(|_| "{}".into()),
-            outcome,
+            outcome: "ran".into(),
             created_ms: now as i64,
         }),
-        event,
+        event: Event::MemoMiss {
+            node,
+            attempt,
+            key: Some(key.clone()),
+        },
+    };
+    let outcome = match hit {
+        // Where the files would go is checked before the reuse is
+        // decided: a destination that refuses them (a file of the user's,
+        // a link) means the step runs; a store that cannot give them back
+        // drops the entry too.
+        Ok(Some(hit)) => match memo::plan(&m.blobs, &hit, &order.workdir).await {
+            Ok(plans) => {
+                return Decision::Restore(Box::new((Restore { plans, hit, key }, done)));
+            }
+            Err(e) => {
+                if !e.is_in_the_way() {
+                    let _ = store.forget_memo(&key, &hit.row.run, hit.row.node).await;
+                }
+                format!("ran: the result of {} was not put back: {e}", hit.from)
+            }
+        },
+        Ok(None) => return Decision::Done(Box::new(done)),
+        // The index cannot be read: run the step rather than fail it.
+        Err(e) => format!("ran: the memo index could not be read: {e}"),
+    };
+    if let Some(k) = &mut done.key {
+        k.outcome = outcome;
     }
+    Decision::Done(Box::new(done))
+}
+
+/// Puts a hit's files back; the step counts as memoized only once they
+/// are there. A restore that fails drops the cached result and the step
+/// runs.
+async fn restore<S: StateStore + ArtifactIndex>(
+    m: &MemoCtx,
+    store: &S,
+    r: Restore,
+    mut done: MemoDone,
+) -> MemoDone {
+    let Restore { plans, hit, key } = r;
+    let (node, attempt) = match &done.event {
+        Event::MemoMiss { node, attempt, .. } => (*node, *attempt),
+        _ => return done,
+    };
+    let outcome = match memo::restore(&m.blobs, plans).await {
+        Ok(()) => {
+            done.event = Event::MemoHit {
+                node,
+                attempt,
+                key: key.clone(),
+                from: hit.from,
+                outputs: hit.outputs,
+                artifacts: hit.artifacts,
+            };
+            "memoized".to_string()
+        }
+        Err(e) => {
+            let _ = store.forget_memo(&key, &hit.row.run, hit.row.node).await;
+            format!(
+                "ran: the result of {} was not put back: {e} (the cached result is dropped)",
+                hit.from
+            )
+        }
+    };
+    if let Some(k) = &mut done.key {
+        k.outcome = outcome;
+    }
+    done
 }

@@ -54,7 +54,7 @@ struct Root {
     cancelling: bool,
 }
 
-/// What a memo lookup decided, back on the loop.
+/// What a memo lookup decided (a restored hit comes back from its task).
 pub(crate) struct MemoDone {
     pub(crate) run: String,
     pub(crate) key: Option<KeyRow>,
@@ -71,6 +71,7 @@ pub(crate) struct Driver<S, E> {
     store: Arc<S>,
     exec: Arc<E>,
     rx: mpsc::UnboundedReceiver<ExecEvent>,
+    /// Restores of memo hits report here.
     memo_tx: mpsc::UnboundedSender<MemoDone>,
     memo_rx: mpsc::UnboundedReceiver<MemoDone>,
     cmds: mpsc::UnboundedReceiver<Command>,
@@ -105,11 +106,11 @@ where
     ) -> Self {
         let (memo_tx, memo_rx) = mpsc::unbounded_channel();
         Driver {
+            memo_tx,
+            memo_rx,
             store,
             exec,
             rx,
-            memo_tx,
-            memo_rx,
             cmds,
             changes,
             admission: Admission::new(opts.capacity),
@@ -179,12 +180,7 @@ where
                         }
                     }
                 }
-                Some(done) = self.memo_rx.recv() => {
-                    self.memo_done(done);
-                    while let Ok(done) = self.memo_rx.try_recv() {
-                        self.memo_done(done);
-                    }
-                }
+                Some(done) = self.memo_rx.recv() => self.memo_done(done),
                 cmd = self.cmds.recv() => match cmd {
                     Some(cmd) => self.command(cmd).await?,
                     // Every handle to the runner is gone: nobody can ask
@@ -243,7 +239,7 @@ where
         self.pending.push_back((ev.run, ev.event));
     }
 
-    fn memo_done(&mut self, done: MemoDone) {
+    pub(super) fn memo_done(&mut self, done: MemoDone) {
         if let Some(k) = done.key {
             self.keys.push(k);
         }
@@ -323,14 +319,18 @@ where
                 changed.push((id.clone(), delta.nodes));
             }
         }
+        // Memo key parts only explain a decision (`kaon cache explain`):
+        // they ride along with the next commit of state instead of costing
+        // a transaction (an fsync) of their own per launch. Lost in a
+        // crash, they are made again when the launch is re-issued.
+        if batches.is_empty() {
+            return Ok(());
+        }
         if !self.keys.is_empty() {
             batches.push(Batch {
                 keys: std::mem::take(&mut self.keys),
                 ..Batch::default()
             });
-        }
-        if batches.is_empty() {
-            return Ok(());
         }
         // A run taken over since the last heartbeat fails the whole
         // transaction: its root is let go of and the others are committed.
