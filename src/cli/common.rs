@@ -196,6 +196,9 @@ pub async fn drive(
             owner: owner.clone(),
         },
     ));
+    // Listening before the run starts: a Ctrl-C in its first moments
+    // cancels it too, instead of killing kaon.
+    let signals = Signals::listen()?;
     let summary = Arc::new(std::sync::Mutex::new(None));
     let observer = Box::new(progress::Summarized::new(
         progress::observer(args.mode),
@@ -242,7 +245,7 @@ pub async fn drive(
         }
     };
     let id = handle.id.clone();
-    let signals = tokio::spawn(on_signals(runner.clone(), id.clone()));
+    let signals = tokio::spawn(signals.handle(runner.clone(), id.clone()));
     let status = handle.finished().await;
     signals.abort();
     let stopped = runner.shutdown().await;
@@ -263,29 +266,42 @@ pub async fn drive(
     Ok(exit_code(status))
 }
 
-/// Ctrl-C once cancels the run, twice leaves it; SIGTERM leaves it (its
-/// steps go on, and `kaon resume` carries it on).
-async fn on_signals(runner: Arc<Runner>, run: kaon_runtime::RunId) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for signals")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for signals")?;
-    let mut interrupts = 0;
-    loop {
-        tokio::select! {
-            _ = int.recv() => {
-                interrupts += 1;
-                if interrupts > 1 {
-                    runner.note(&run, "interrupted again: leaving; the steps still running go on, and `kaon resume` picks the run up");
-                    runner.detach(&run);
-                    return Ok(());
+/// Ctrl-C and SIGTERM, listened for.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("cannot listen for signals")?,
+            term: signal(SignalKind::terminate()).context("cannot listen for signals")?,
+        })
+    }
+
+    /// Ctrl-C once cancels the run, twice leaves it; SIGTERM leaves it (its
+    /// steps go on, and `kaon resume` carries it on).
+    async fn handle(mut self, runner: Arc<Runner>, run: kaon_runtime::RunId) {
+        let mut interrupts = 0;
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        runner.note(&run, "interrupted again: leaving; the steps still running go on, and `kaon resume` picks the run up");
+                        runner.detach(&run);
+                        return;
+                    }
+                    runner.note(&run, "cancelling the run (Ctrl-C again to leave at once)");
+                    let _ = runner.cancel(&run, "interrupted (Ctrl-C)").await;
                 }
-                runner.note(&run, "cancelling the run (Ctrl-C again to leave at once)");
-                let _ = runner.cancel(&run, "interrupted (Ctrl-C)").await;
-            }
-            _ = term.recv() => {
-                runner.note(&run, "SIGTERM: leaving the run as it is; `kaon resume` carries it on");
-                runner.detach(&run);
-                return Ok(());
+                _ = self.term.recv() => {
+                    runner.note(&run, "SIGTERM: leaving the run as it is; `kaon resume` carries it on");
+                    runner.detach(&run);
+                    return;
+                }
             }
         }
     }

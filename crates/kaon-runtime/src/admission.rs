@@ -121,9 +121,12 @@ impl Admission {
             return;
         }
         let c = cpus.min(self.capacity.cpus);
-        let m = memory.min(self.capacity.memory);
+        // What is given back is what was taken: a step re-attached after
+        // a restart may be held while memory is short, and giving back
+        // more than was taken would grow the machine for good.
+        let m = memory.min(self.capacity.memory).min(self.free.memory);
         self.free.cpus -= c;
-        self.free.memory = self.free.memory.saturating_sub(m);
+        self.free.memory -= m;
         self.held.insert(key, (c, m));
     }
 

@@ -55,6 +55,12 @@ pub enum RuntimeError {
         /// The process that holds it.
         owner: String,
     },
+    /// This runtime drives the run already.
+    #[error("run {run} is being driven by this runtime already")]
+    Driving {
+        /// The run.
+        run: String,
+    },
     /// No run with this id is known to the runtime or the store.
     #[error("no run {run}")]
     NoSuchRun {
@@ -70,15 +76,6 @@ pub enum RuntimeError {
     /// A secret parameter cannot be given or does not match.
     #[error(transparent)]
     Secret(#[from] SecretError),
-    /// A file kaon reads (code for a memo key, a parameter's file).
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
     /// A code path of a step (its program, a script, a `code` entry)
     /// cannot be read.
     #[error("code path {} cannot be read: {source}", path.display())]

@@ -382,8 +382,14 @@ command = ["b"]
         matches!(err, kaon_runtime::RuntimeError::TakenOver { ref run } if run == "taken"),
         "{err}"
     );
-    // Nothing of it was written after the takeover: the nodes are as they
-    // were, the cancel is still in its inbox for the new owner.
+    // Nothing of it was done after the takeover: its step was not killed
+    // (the kill came from state that was never committed; the new owner
+    // decides), the nodes are as they were, and the cancel is still in its
+    // inbox for the new owner.
+    assert!(
+        exec.running().iter().any(|o| o.run == "taken"),
+        "the taken run's step still runs"
+    );
     assert_eq!(store.nodes("taken").await.unwrap(), before);
     assert_eq!(store.inbox("taken").await.unwrap().len(), 1);
     let row = store.run("taken").await.unwrap().unwrap();

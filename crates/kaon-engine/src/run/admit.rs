@@ -52,4 +52,13 @@ impl RunState {
             self.out.push(Action::Launch(Box::new(order)));
         }
     }
+
+    /// The order kept for attempt `attempt` of node `n` while its memo
+    /// lookup is out; an answer for another attempt (stale) takes nothing.
+    pub(super) fn take_awaiting(&mut self, n: u32, attempt: u32) -> Option<Box<LaunchOrder>> {
+        match self.awaiting_memo.get(&n) {
+            Some(o) if o.attempt == attempt => self.awaiting_memo.remove(&n),
+            _ => None,
+        }
+    }
 }

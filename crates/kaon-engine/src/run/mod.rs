@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::error::EngineError;
-use crate::event::{Action, Event, LaunchOrder, NodeId};
+use crate::event::{Action, Event, Exit, LaunchOrder, NodeId};
 use crate::program::Program;
 use crate::state::{Failure, Millis, Progress, RunData, RunOptions, RunStatus, StepState};
 
@@ -128,6 +128,9 @@ impl RunState {
             } => {
                 let n = self.check(node)?;
                 if self.nodes[n].state.attempt() == Some(attempt) {
+                    // A lookup that failed (its key could not be made)
+                    // leaves no order behind.
+                    self.take_awaiting(n as u32, attempt);
                     let f = if platform {
                         Failure::platform(message)
                     } else {
@@ -180,9 +183,8 @@ impl RunState {
             }
             Event::MemoMiss { node, attempt, key } => {
                 let n = self.check(node)?;
-                let order = self.awaiting_memo.remove(&(n as u32));
                 if self.nodes[n].state == (StepState::Starting { attempt })
-                    && let Some(order) = order.filter(|o| o.attempt == attempt)
+                    && let Some(order) = self.take_awaiting(n as u32, attempt)
                 {
                     // Not marked for saving: the launch follows from the
                     // committed Starting state, and the key is saved with
@@ -190,7 +192,16 @@ impl RunState {
                     // it up again); a commit here would cost every cached
                     // launch a transaction.
                     self.nodes[n].info.memo_key = key;
-                    self.out.push(Action::Launch(order));
+                    if self.nodes[n].info.kill.is_some() {
+                        // Cancelled or timed out while the lookup was out:
+                        // nothing runs; the attempt ends as its kill says.
+                        let exit = Exit::Lost {
+                            message: "stopped before it was launched".into(),
+                        };
+                        self.exited(n as u32, exit, Map::new(), Vec::new());
+                    } else {
+                        self.out.push(Action::Launch(order));
+                    }
                 }
             }
             Event::MemoHit {
@@ -202,8 +213,9 @@ impl RunState {
                 artifacts,
             } => {
                 let n = self.check(node)?;
-                self.awaiting_memo.remove(&(n as u32));
-                if self.nodes[n].state == (StepState::Starting { attempt }) {
+                if self.nodes[n].state == (StepState::Starting { attempt })
+                    && self.take_awaiting(n as u32, attempt).is_some()
+                {
                     let info = &mut self.nodes[n].info;
                     info.memo_key = Some(key);
                     info.artifacts = artifacts;

@@ -79,7 +79,8 @@ impl RunState {
                     }
                     (Some(TKind::SubWorkflow), _) => match self.child_params(n) {
                         Ok(params) => {
-                            let child = format!("{}.{}-{}", self.id, n, attempt);
+                            let child =
+                                kaon_model::ids::RunId::child(&self.id, n, attempt).into_string();
                             self.out.push(Action::StartChildRun {
                                 node: NodeId(n),
                                 attempt,

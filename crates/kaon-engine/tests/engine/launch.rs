@@ -192,3 +192,43 @@ command = ["publish"]
     let b = h.take("b");
     assert!(b.memo.is_none());
 }
+
+/// A run cancelled while a step's memo lookup is out: the miss that comes
+/// back launches nothing, and the step ends cancelled; a stale answer for
+/// another attempt takes nothing.
+#[test]
+fn a_miss_after_a_cancel_launches_nothing() {
+    let text = r#"
+[workflow]
+name = "memo"
+flow = "a"
+
+[steps.a]
+kind = "command"
+command = ["make"]
+"#;
+    let mut h = H::new(text);
+    h.auto_launch = false;
+    h.start();
+    let a = h.take("a");
+    h.feed(Event::CancelRequested {
+        reason: "test".into(),
+    });
+    let stale = h.feed(Event::MemoMiss {
+        node: a.node,
+        attempt: 2,
+        key: None,
+    });
+    assert!(!stale.iter().any(|x| matches!(x, Action::Launch(_))));
+    let out = h.feed(Event::MemoMiss {
+        node: a.node,
+        attempt: 1,
+        key: Some("blake3:ka".into()),
+    });
+    assert!(
+        !out.iter().any(|x| matches!(x, Action::Launch(_))),
+        "{out:?}"
+    );
+    assert_eq!(h.state("a"), StepState::Cancelled);
+    assert_eq!(run_finished(&h.log), Some(RunStatus::Cancelled));
+}

@@ -223,6 +223,20 @@ async fn decide<S: StateStore + ArtifactIndex>(
     let hidden = memo::Hidden { sealer, secrets };
     let (key, parts) = match memo::memo_key(order, &m.code, facts, &hidden).await {
         Ok(k) => k,
+        // A launch re-issued after a restart may have a process already:
+        // it is launched (adopted) without a key rather than failed, which
+        // would let a retry start a second process next to it.
+        Err(_) if order.adopt => {
+            return Decision::Done(Box::new(MemoDone {
+                run: run.to_string(),
+                key: None,
+                event: Event::MemoMiss {
+                    node,
+                    attempt,
+                    key: None,
+                },
+            }));
+        }
         // A key that cannot be computed (an unreadable code file) is the
         // step's settings' fault: the attempt fails as a launch would.
         Err(e) => {

@@ -56,7 +56,13 @@ where
             }
             Command::Detach { run } => {
                 if self.roots.contains_key(&run) {
-                    self.end_root(&run, Ok(None)).await;
+                    // A run that already ended is reported as ended.
+                    let ended = self
+                        .runs
+                        .get(&run)
+                        .filter(|c| c.done)
+                        .map(|c| c.state.status);
+                    self.end_root(&run, Ok(ended)).await;
                 }
             }
             Command::Shutdown { stopped } => self.shutdown = Some(stopped),
@@ -118,9 +124,8 @@ where
             observer,
         } = run;
         if self.runs.contains_key(&row.id) {
-            return Err(RuntimeError::Held {
+            return Err(RuntimeError::Driving {
                 run: row.id.clone(),
-                owner: self.opts.owner.clone(),
             });
         }
         let state = load_state(self.store.as_ref(), &row, validated.clone(), params).await?;

@@ -153,11 +153,19 @@ where
     }
 
     async fn run_inner(&mut self) -> Result<(), RuntimeError> {
-        let mut inbox = tokio::time::interval(self.opts.inbox_every);
+        let mut inbox = tokio::time::interval(self.opts.inbox_every.max(Duration::from_millis(1)));
         let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
         loop {
             self.tick().await?;
             self.finish_roots().await;
+            if self.shutdown.is_some() {
+                return Ok(());
+            }
+            // Commands are read every turn, so a busy loop (events always
+            // pending) still hears a cancel or a detach (Ctrl-C).
+            while let Ok(cmd) = self.cmds.try_recv() {
+                self.command(cmd).await?;
+            }
             if self.shutdown.is_some() {
                 return Ok(());
             }
@@ -169,10 +177,10 @@ where
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
-                ev = self.rx.recv() => {
-                    if let Some(ev) = ev {
-                        self.exec_event(ev);
-                    }
+                // A closed channel disables the branch instead of waking
+                // the loop forever.
+                Some(ev) = self.rx.recv() => {
+                    self.exec_event(ev);
                     while let Ok(ev) = self.rx.try_recv() {
                         self.exec_event(ev);
                         if self.pending.len() > 20_000 {
@@ -243,8 +251,19 @@ where
         if let Some(k) = done.key {
             self.keys.push(k);
         }
-        if let Event::MemoHit { node, .. } | Event::LaunchFailed { node, .. } = &done.event {
-            self.admission.release(&done.run, *node);
+        if let Event::MemoHit { node, attempt, .. } | Event::LaunchFailed { node, attempt, .. } =
+            &done.event
+        {
+            // A stale answer (an attempt the run has moved past) frees
+            // nothing: the resources are the current attempt's.
+            let current = self
+                .runs
+                .get(&done.run)
+                .and_then(|c| c.state.node(*node))
+                .and_then(|n| n.state.attempt());
+            if current == Some(*attempt) {
+                self.admission.release(&done.run, *node);
+            }
         }
         self.pending.push_back((done.run, done.event));
     }
@@ -253,19 +272,31 @@ where
     async fn tick(&mut self) -> Result<(), RuntimeError> {
         let now = now_ms();
         let mut actions: Vec<(String, Action)> = Vec::new();
+        // A run whose state refuses an event (a damaged store, a bug) is
+        // let go of; the loop and the other runs go on.
+        let mut broken: Vec<(String, RuntimeError)> = Vec::new();
         while let Some((run, ev)) = self.pending.pop_front() {
             let Some(ctx) = self.runs.get_mut(&run) else {
                 continue;
             };
-            let out = ctx.state.apply(ev, now)?;
-            self.route(&run, out, &mut actions);
+            match ctx.state.apply(ev, now) {
+                Ok(out) => self.route(&run, out, &mut actions),
+                Err(e) => broken.push((run, e.into())),
+            }
         }
         for (run, node) in self.admission.admit() {
             let Some(ctx) = self.runs.get_mut(&run) else {
                 self.admission.release(&run, node);
                 continue;
             };
-            let out = ctx.state.apply(Event::StepAdmitted { node }, now)?;
+            let out = match ctx.state.apply(Event::StepAdmitted { node }, now) {
+                Ok(out) => out,
+                Err(e) => {
+                    self.admission.release(&run, node);
+                    broken.push((run, e.into()));
+                    continue;
+                }
+            };
             let launched = out
                 .iter()
                 .any(|a| matches!(a, Action::Launch(_) | Action::LookupMemo(_)));
@@ -274,11 +305,34 @@ where
             }
             self.route(&run, out, &mut actions);
         }
+        for (run, e) in broken {
+            self.fail_run(&run, e).await;
+        }
         self.commit(now).await?;
         for (run, a) in actions {
-            self.act(&run, a, now).await?;
+            // Only for runs still held: a run let go of during the commit
+            // (taken over by another process) has its actions carried out
+            // by its new owner, from what that owner committed.
+            if !self.runs.contains_key(&run) {
+                continue;
+            }
+            match self.act(&run, a, now).await {
+                Ok(()) => {}
+                Err(e) if e.is_store() => return Err(e),
+                Err(e) => self.fail_run(&run, e).await,
+            }
         }
         Ok(())
+    }
+
+    /// Lets go of the root of `run` with `error`: a fault of that run
+    /// (a sub-workflow that cannot start, a secret that does not match)
+    /// stops it, not the loop. Its state stays as committed.
+    async fn fail_run(&mut self, run: &str, error: RuntimeError) {
+        let root = self.runs.get(run).map(|c| c.root.clone());
+        if let Some(root) = root {
+            self.end_root(&root, Err(error)).await;
+        }
     }
 
     /// Queues ready steps at once (only memory changes) and keeps every
@@ -341,10 +395,11 @@ where
                 Err(kaon_store::StoreError::Held { run, .. })
                     if batches.iter().any(|b| b.run == run) =>
                 {
-                    let root = self.runs.get(&run).map(|c| c.root.clone());
-                    let Some(root) = root else {
-                        batches.retain(|b| b.run != run);
-                        continue;
+                    let Some(root) = self.runs.get(&run).map(|c| c.root.clone()) else {
+                        // Batches are only made for runs held here.
+                        return Err(RuntimeError::store("cannot commit the run's state")(
+                            kaon_store::StoreError::NoSuchRun(run),
+                        ));
                     };
                     let of_root: Vec<String> = self
                         .runs

@@ -184,8 +184,12 @@ pub async fn memo_key(
             });
             // Hidden in the structure, before serialising: a secret with a
             // quote or a line break in it would not match its escaped form.
-            let mut job = serde_json::to_value(job).unwrap_or(Value::Null);
-            // Where the engine's Spark job used to carry them: the same key.
+            // A job that cannot be encoded gets no key (a key without it
+            // could stand for another job).
+            let mut job = serde_json::to_value(job).map_err(|_| RuntimeError::NotCached {
+                kind: "spark (its settings cannot be encoded)".into(),
+            })?;
+            // Recorded as the engine's Spark job carried them.
             job["constraints"] = constraints.clone().into();
             flatten("", &hidden.hide_json(job), &mut key.settings);
             flatten(
