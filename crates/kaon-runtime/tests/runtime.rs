@@ -67,6 +67,18 @@ fn options(capacity: f64) -> RuntimeOptions {
     }
 }
 
+/// A new run of `v` with `given` parameters (defaults filled in), watched
+/// by nobody.
+fn new_run(id: RunId, v: &Arc<Validated>, given: Value) -> NewRun {
+    NewRun {
+        id,
+        validated: v.clone(),
+        params: params(v, given),
+        options: RunOptions::default(),
+        observer: Box::new(Quiet),
+    }
+}
+
 fn params(v: &Validated, given: Value) -> Map<String, Value> {
     let Value::Object(given) = given else {
         unreachable!()
@@ -91,13 +103,11 @@ async fn fifty_runs_at_once_all_succeed_with_their_own_outputs() {
     for k in 0..50 {
         let items: Vec<i64> = (0..(k % 7 + 1)).collect();
         let handle = runner
-            .submit(NewRun {
-                id: RunId::new_root(),
-                validated: v.clone(),
-                params: params(&v, json!({ "n": k, "items": items })),
-                options: RunOptions::default(),
-                observer: Box::new(Quiet),
-            })
+            .submit(new_run(
+                RunId::new_root(),
+                &v,
+                json!({ "n": k, "items": items }),
+            ))
             .await
             .unwrap();
         handles.push((k, handle));
@@ -175,13 +185,11 @@ cpus = 1
     for k in 0..4 {
         hs.push(
             runner
-                .submit(NewRun {
-                    id: RunId::parse(&format!("wide-{k}")).unwrap(),
-                    validated: v.clone(),
-                    params: params(&v, json!({})),
-                    options: RunOptions::default(),
-                    observer: Box::new(Quiet),
-                })
+                .submit(new_run(
+                    RunId::parse(&format!("wide-{k}")).unwrap(),
+                    &v,
+                    json!({}),
+                ))
                 .await
                 .unwrap(),
         );
@@ -229,13 +237,7 @@ command = ["b"]
     let exec = Arc::new(MemoryExecutor::new(tx));
     let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(2.0));
     let h = runner
-        .submit(NewRun {
-            id: RunId::parse("gate-1").unwrap(),
-            validated: v.clone(),
-            params: params(&v, json!({})),
-            options: RunOptions::default(),
-            observer: Box::new(Quiet),
-        })
+        .submit(new_run(RunId::parse("gate-1").unwrap(), &v, json!({})))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -290,13 +292,7 @@ command = ["use", "${a.x}"]
     for (id, expected_launches) in [("m-1", 2), ("m-2", 2), ("m-3", 3)] {
         let n = if id == "m-3" { 4 } else { 3 };
         let h = runner
-            .submit(NewRun {
-                id: RunId::parse(id).unwrap(),
-                validated: v.clone(),
-                params: params(&v, json!({ "n": n })),
-                options: RunOptions::default(),
-                observer: Box::new(Quiet),
-            })
+            .submit(new_run(RunId::parse(id).unwrap(), &v, json!({ "n": n })))
             .await
             .unwrap();
         let status = tokio::time::timeout(Duration::from_secs(30), h.finished())
@@ -352,13 +348,7 @@ command = ["b"]
     for id in ["taken", "kept"] {
         hs.push(
             runner
-                .submit(NewRun {
-                    id: RunId::parse(id).unwrap(),
-                    validated: v.clone(),
-                    params: params(&v, json!({})),
-                    options: RunOptions::default(),
-                    observer: Box::new(Quiet),
-                })
+                .submit(new_run(RunId::parse(id).unwrap(), &v, json!({})))
                 .await
                 .unwrap(),
         );
