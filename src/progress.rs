@@ -161,6 +161,47 @@ fn block_summary(state: &RunState, b: NodeId) -> String {
     format!("{} {done}/{total} done, {failed} failed", state.key(b))
 }
 
+/// What `--progress plain` says of a node's change, if anything: nothing
+/// for markers, for no-op steps that did not succeed, and for states
+/// without a line of their own.
+fn plain_line(root: &str, run: &str, r: &NodeRecord) -> Option<String> {
+    let kind = record_kind(r.kind);
+    if kind == NodeKind::Marker {
+        return None;
+    }
+    if kind == NodeKind::Noop && node_state(&r.data.state) != NodeState::Succeeded {
+        return None;
+    }
+    let lk = label(run, root, &r.key);
+    if kind.is_block() {
+        return match &r.data.state {
+            StepState::Running { .. } if kind == NodeKind::ForEach => Some(format!(
+                "▶ {lk} over {} items",
+                r.data.info.items.unwrap_or(0)
+            )),
+            StepState::Running { .. } if kind == NodeKind::Repeat => {
+                Some(format!("▶ {lk} pass {}", r.data.info.items.unwrap_or(1)))
+            }
+            StepState::Running { .. } => Some(format!(
+                "▶ {lk} ({})",
+                r.data.info.note.clone().unwrap_or_default()
+            )),
+            _ => describe(r, &lk),
+        };
+    }
+    describe(r, &lk)
+}
+
+/// What a node's last line was about: its state and, for a repeat, its
+/// pass (each pass is announced).
+fn said_of(r: &NodeRecord) -> String {
+    format!(
+        "{}:{}",
+        node_state(&r.data.state),
+        r.data.info.items.unwrap_or(0)
+    )
+}
+
 /// One line per event, for logs and pipes.
 pub struct Plain {
     start: Instant,
@@ -197,11 +238,7 @@ impl Observer for Plain {
                 continue;
             };
             let key = (run.clone(), r.id.0);
-            let kind = record_kind(r.kind);
-            let name = node_state(&r.data.state);
-            // A repeat announces each pass: the pass number is part of what
-            // was last said about it.
-            let said = format!("{name}:{}", r.data.info.items.unwrap_or(0));
+            let said = said_of(r);
             let big = big_block(state, r.id);
             if let Some(b) = big {
                 if matches!(r.data.state, StepState::Failed { .. })
@@ -221,35 +258,11 @@ impl Observer for Plain {
                 }
                 continue;
             }
-            if kind == NodeKind::Marker || self.last.get(&key) == Some(&said) {
+            if self.last.get(&key) == Some(&said) {
                 continue;
             }
-            if kind == NodeKind::Noop && name != NodeState::Succeeded {
-                continue;
-            }
-            if kind.is_block() {
-                let lk = label(run, root, &r.key);
-                let s = match &r.data.state {
-                    StepState::Running { .. } if kind == NodeKind::ForEach => {
-                        format!("▶ {lk} over {} items", r.data.info.items.unwrap_or(0))
-                    }
-                    StepState::Running { .. } if kind == NodeKind::Repeat => {
-                        format!("▶ {lk} pass {}", r.data.info.items.unwrap_or(1))
-                    }
-                    StepState::Running { .. } => {
-                        format!("▶ {lk} ({})", r.data.info.note.clone().unwrap_or_default())
-                    }
-                    _ => match describe(r, &lk) {
-                        Some(d) => d,
-                        None => continue,
-                    },
-                };
-                self.last.insert(key, said.clone());
-                self.line(&s);
-                continue;
-            }
-            if let Some(d) = describe(r, &label(run, root, &r.key)) {
-                self.last.insert(key, said.clone());
+            if let Some(d) = plain_line(root, run, r) {
+                self.last.insert(key, said);
                 self.line(&d);
             }
         }
@@ -261,6 +274,67 @@ impl Observer for Plain {
 
     fn finished(&mut self, _: &RunState) {
         let _ = self.out.flush();
+    }
+}
+
+/// The progress of a run another process drives (a server), from the node
+/// records it publishes: the lines `--progress plain` prints, in every
+/// mode but `none`. Without the run's template it cannot tell which
+/// blocks are big for-each blocks, so every item of one gets its lines.
+pub struct Followed {
+    start: Instant,
+    last: HashMap<(String, u32), String>,
+    quiet: bool,
+}
+
+impl Followed {
+    /// A view for `mode`: lines, or (`none`) nothing but notes on stderr.
+    pub fn new(mode: Mode) -> Followed {
+        Followed {
+            start: Instant::now(),
+            last: HashMap::new(),
+            quiet: mode == Mode::None,
+        }
+    }
+
+    fn line(&self, s: &str) {
+        let t = self.start.elapsed().as_secs_f64();
+        crate::out::write(format_args!("[{t:>7.1}s] {s}\n"));
+    }
+
+    /// Nodes of `run` (the root run `root`, or one of its sub-workflows'
+    /// runs) changed; a record already told in its state says nothing.
+    pub fn changed(&mut self, root: &str, run: &str, records: &[NodeRecord]) {
+        for r in records {
+            let key = (run.to_string(), r.id.0);
+            let said = said_of(r);
+            if self.last.get(&key) == Some(&said) {
+                continue;
+            }
+            if let Some(d) = plain_line(root, run, r) {
+                self.last.insert(key, said);
+                if !self.quiet {
+                    self.line(&d);
+                }
+            }
+        }
+    }
+
+    /// Takes the records as told without printing them: a run followed
+    /// from the middle shows what changes from there.
+    pub fn seen(&mut self, run: &str, records: &[NodeRecord]) {
+        for r in records {
+            self.last.insert((run.to_string(), r.id.0), said_of(r));
+        }
+    }
+
+    /// A note for people.
+    pub fn note(&self, msg: &str) {
+        if self.quiet {
+            eprintln!("{msg}");
+        } else {
+            self.line(msg);
+        }
     }
 }
 
@@ -440,6 +514,35 @@ pub fn summary(state: &RunState, elapsed: Duration) -> String {
         }
         *counts.entry(node_state(&n.state)).or_default() += 1;
     }
+    report(&Ending {
+        id: &state.id,
+        status: state.status,
+        elapsed,
+        counts: &counts,
+        message: state.data.message.as_deref(),
+        outputs: state.data.outputs.as_ref(),
+    })
+}
+
+/// How a run ended, for its final report.
+pub struct Ending<'a> {
+    /// The run.
+    pub id: &'a str,
+    /// Its status.
+    pub status: RunStatus,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// Its steps (not blocks, not markers) by state.
+    pub counts: &'a HashMap<NodeState, u32>,
+    /// Why it ended as it did.
+    pub message: Option<&'a str>,
+    /// The workflow's outputs.
+    pub outputs: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The final report of a run, for stdout: the same text whoever drove it.
+pub fn report(e: &Ending<'_>) -> String {
+    let counts = e.counts;
     let mut parts: Vec<String> = [
         NodeState::Succeeded,
         NodeState::Memoized,
@@ -455,7 +558,7 @@ pub fn summary(state: &RunState, elapsed: Duration) -> String {
     if parts.is_empty() {
         parts.push("no steps".into());
     }
-    let verb = match state.status {
+    let verb = match e.status {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "failed",
         RunStatus::Cancelled => "was cancelled",
@@ -463,14 +566,14 @@ pub fn summary(state: &RunState, elapsed: Duration) -> String {
     };
     let mut s = format!(
         "run {} {verb} in {} ({})",
-        state.id,
-        fmt_duration(elapsed.as_millis() as u64),
+        e.id,
+        fmt_duration(e.elapsed.as_millis() as u64),
         parts.join(", ")
     );
-    if let Some(m) = &state.data.message {
+    if let Some(m) = e.message {
         s.push_str(&format!("\n  {m}"));
     }
-    if let Some(outs) = &state.data.outputs {
+    if let Some(outs) = e.outputs {
         for (k, v) in outs {
             s.push_str(&format!(
                 "\n  output {k} = {}",

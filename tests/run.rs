@@ -591,3 +591,54 @@ if [ ! -e killed ]; then touch killed; kill -KILL $$; fi
     assert_eq!(n["attempts"], 2);
     assert_eq!(n["data"]["platform_failures"], 1);
 }
+
+#[test]
+fn a_failed_step_is_retried_and_what_succeeded_does_not_run_again() {
+    let k = Kaon::new();
+    let wf = k.write(
+        "wf.toml",
+        r#"
+[workflow]
+name = "mend"
+flow = "first -> flaky -> last"
+
+[steps.first]
+kind = "command"
+command = ["sh", "-c", "echo ran >> first.count"]
+
+[steps.flaky]
+kind = "command"
+command = ["sh", "-c", "test -e fixed || { echo not fixed >&2; exit 1; }"]
+
+[steps.last]
+kind = "command"
+command = ["sh", "-c", "echo ran >> last.count"]
+"#,
+    );
+    let o = k.run(&["run", wf.to_str().unwrap(), "--progress", "plain"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let run = k.wait_run_id();
+    assert!(!k.path("last.count").exists());
+    // Retrying a step that did not fail is refused, and changes nothing.
+    let no = k.run(&["retry", &run, "first"]);
+    assert_eq!(no.status.code(), Some(2), "{}", text(&no));
+    assert!(text(&no).contains("succeeded"), "{}", text(&no));
+    std::fs::write(k.path("fixed"), "").unwrap();
+    let o = k.run(&["retry", &run, "flaky", "--progress", "plain"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = k.show(&run);
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(nodes_named(&v, "first")[0]["attempts"], 1);
+    assert_eq!(nodes_named(&v, "flaky")[0]["attempts"], 2);
+    assert_eq!(
+        std::fs::read_to_string(k.path("first.count")).unwrap(),
+        "ran\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(k.path("last.count")).unwrap(),
+        "ran\n"
+    );
+    // A run that succeeded has nothing to retry.
+    let again = k.run(&["retry", &run, "flaky"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+}

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use kaon_artifacts::ArtifactStore;
+use kaon_artifacts::{ArtifactStore, Digest};
 use kaon_exec::outputs::ArtifactLine;
-use kaon_store::{ArtifactFilter, ArtifactIndex, ArtifactRow, Direction};
+use kaon_store::{ArtifactFilter, ArtifactIndex, ArtifactRow, Direction, LineageEdge};
 use serde_json::json;
 
 use super::common::{self, DataArgs};
+use super::remote::{self, ArtifactView, EdgeView, Remote, ServerArgs};
 
 mod gc;
 mod get;
@@ -25,6 +26,10 @@ mod verify;
 
 /// Artifacts: step outputs kept by content digest, with where they came
 /// from and what used them.
+///
+/// With a server (--server URL or KAON_SERVER), list, show and lineage
+/// read the server's; get, put, inspect, verify and gc work on an
+/// artifact store directly, never through a server.
 ///
 /// Examples:
 ///   kaon artifacts list --run 20261123-071601-3f2a
@@ -168,7 +173,14 @@ enum LineageFormat {
     Json,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(args: Args, server: &ServerArgs) -> Result<ExitCode> {
+    // Inside a step, `put` and `get` are the step's own (the executor
+    // points them at its store), whatever the environment says of servers.
+    let in_step =
+        step_file().is_some() && matches!(args.command, Verb::Put { .. } | Verb::Get { .. });
+    if !in_step && let Some(remote) = server.connect()? {
+        return common::block_on(remote_run(remote, args.command))?;
+    }
     common::block_on(async move {
         let data = &args.data;
         match args.command {
@@ -188,10 +200,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     digest: None,
                     limit: Some(limit),
                 };
-                list::list(&data.existing_store().await?, &filter, format).await
+                list::list(&Local(&data.existing_store().await?), &filter, format).await
             }
             Verb::Show { id, format } => {
-                show::show(data, &data.existing_store().await?, &id, format).await
+                let store = data.existing_store().await?;
+                let a = find(&Local(&store), &id).await?;
+                let blobs = data.blobs()?;
+                let digest: Digest = a.digest.parse()?;
+                let present = blobs.contains(&digest).await?;
+                let manifest = if a.kind == "dir" && present {
+                    Some(blobs.manifest(&digest).await?)
+                } else {
+                    None
+                };
+                show::show(&Local(&store), a, Some(present), manifest, format).await
             }
             Verb::Lineage {
                 id,
@@ -205,7 +227,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 } else {
                     Direction::Upstream
                 };
-                lineage::lineage(&data.existing_store().await?, &id, dir, depth, format).await
+                lineage::lineage(
+                    &Local(&data.existing_store().await?),
+                    &id,
+                    dir,
+                    depth,
+                    format,
+                )
+                .await
             }
             Verb::Inspect { id, rows } => {
                 inspect::inspect(data, &data.existing_store().await?, &id, rows).await
@@ -220,7 +249,131 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?
 }
 
-async fn find<S: ArtifactIndex>(store: &S, id: &str) -> Result<ArtifactRow> {
+/// `kaon artifacts list|show|lineage` through a server; the other verbs
+/// work on this machine's artifact store only.
+async fn remote_run(remote: Remote, verb: Verb) -> Result<ExitCode> {
+    match verb {
+        Verb::List {
+            run,
+            step,
+            name,
+            limit,
+            format,
+        } => {
+            let filter = ArtifactFilter {
+                run,
+                step,
+                name,
+                digest: None,
+                limit: Some(limit),
+            };
+            list::list(&remote, &filter, format).await
+        }
+        Verb::Show { id, format } => {
+            let a = find(&remote, &id).await?;
+            show::show(&remote, a, None, None, format).await
+        }
+        Verb::Lineage {
+            id,
+            downstream,
+            depth,
+            format,
+            ..
+        } => {
+            let dir = if downstream {
+                Direction::Downstream
+            } else {
+                Direction::Upstream
+            };
+            lineage::lineage(&remote, &id, dir, depth, format).await
+        }
+        Verb::Get { .. } => local_only("get", &remote),
+        Verb::Put { .. } => local_only("put", &remote),
+        Verb::Inspect { .. } => local_only("inspect", &remote),
+        Verb::Verify { .. } => local_only("verify", &remote),
+        Verb::Gc { .. } => local_only("gc", &remote),
+    }
+}
+
+fn local_only(verb: &str, remote: &Remote) -> Result<ExitCode> {
+    bail!(
+        "`kaon artifacts {verb}` works on an artifact store directly and does not go through a server (--server {} was given); run it without --server and KAON_SERVER, with --artifacts URL naming the store",
+        remote.shown()
+    )
+}
+
+/// What `list`, `show` and `lineage` read: this machine's index, or a
+/// server's.
+trait Lookup {
+    /// One artifact by id, or a unique prefix of its id or digest.
+    async fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>>;
+    /// Artifacts matching a filter, newest first.
+    async fn artifacts(&self, f: &ArtifactFilter) -> Result<Vec<ArtifactRow>>;
+    /// Lineage edges from an artifact.
+    async fn lineage(&self, id: &str, dir: Direction, depth: u32) -> Result<Vec<LineageEdge>>;
+}
+
+/// This machine's artifact index.
+struct Local<'a, S>(&'a S);
+
+impl<S: ArtifactIndex + Sync> Lookup for Local<'_, S> {
+    async fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>> {
+        Ok(self.0.artifact(id).await?)
+    }
+    async fn artifacts(&self, f: &ArtifactFilter) -> Result<Vec<ArtifactRow>> {
+        Ok(self.0.artifacts(f).await?)
+    }
+    async fn lineage(&self, id: &str, dir: Direction, depth: u32) -> Result<Vec<LineageEdge>> {
+        Ok(self.0.lineage(id, dir, depth).await?)
+    }
+}
+
+impl Lookup for Remote {
+    async fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>> {
+        match self
+            .get::<ArtifactView>(&["api", "v1", "artifacts", id], &[])
+            .await
+        {
+            Ok(a) => Ok(Some(a.row())),
+            Err(e) if remote::status_of(&e) == Some(reqwest::StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    async fn artifacts(&self, f: &ArtifactFilter) -> Result<Vec<ArtifactRow>> {
+        let mut query = Vec::new();
+        for (k, v) in [
+            ("run", &f.run),
+            ("step", &f.step),
+            ("name", &f.name),
+            ("digest", &f.digest),
+        ] {
+            if let Some(v) = v {
+                query.push((k, v.clone()));
+            }
+        }
+        if let Some(l) = f.limit {
+            query.push(("limit", l.to_string()));
+        }
+        let rows: Vec<ArtifactView> = self.get(&["api", "v1", "artifacts"], &query).await?;
+        Ok(rows.into_iter().map(ArtifactView::row).collect())
+    }
+    async fn lineage(&self, id: &str, dir: Direction, depth: u32) -> Result<Vec<LineageEdge>> {
+        let direction = match dir {
+            Direction::Upstream => "upstream",
+            Direction::Downstream => "downstream",
+        };
+        let query = [
+            ("direction", direction.to_string()),
+            ("depth", depth.to_string()),
+        ];
+        let edges: Vec<EdgeView> = self
+            .get(&["api", "v1", "artifacts", id, "lineage"], &query)
+            .await?;
+        Ok(edges.into_iter().map(EdgeView::edge).collect())
+    }
+}
+
+async fn find(store: &impl Lookup, id: &str) -> Result<ArtifactRow> {
     match store.artifact(id).await? {
         Some(a) => Ok(a),
         None => bail!("no artifact `{id}` (`kaon artifacts list` shows them)"),

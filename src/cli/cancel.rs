@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use kaon_store::{MessageBody, StateStore};
 
 use super::common::{self, DataArgs, DriveArgs, Start};
+use super::remote::{Remote, ServerArgs};
 use kaon::progress::Mode;
 use kaon_runtime::{self as driver, Capacity};
 
@@ -18,6 +19,7 @@ use kaon_runtime::{self as driver, Capacity};
 /// When a `kaon run` drives the run, it is asked through the database and
 /// this command waits for the run to end. When nothing drives it (kaon
 /// crashed), this command takes it over, stops its steps and ends it.
+/// With a server (--server URL or KAON_SERVER), the server is asked.
 ///
 /// Examples:
 ///   kaon cancel 20261123-071601-3f2a
@@ -43,7 +45,10 @@ pub struct Args {
     data: DataArgs,
 }
 
-pub fn run(args: Args, color: bool) -> Result<ExitCode> {
+pub fn run(args: Args, server: &ServerArgs, color: bool) -> Result<ExitCode> {
+    if let Some(remote) = server.connect()? {
+        return common::block_on(remote_cancel(remote, args))?;
+    }
     common::block_on(async move {
         let store = Arc::new(args.data.existing_store().await?);
         let row = common::find_run(&store, &args.run).await?;
@@ -102,4 +107,47 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
             humantime::format_duration(args.timeout)
         )
     })?
+}
+
+/// `kaon cancel` through a server: ask it, and wait for the run's end.
+async fn remote_cancel(remote: Remote, args: Args) -> Result<ExitCode> {
+    let d = remote.run(&args.run).await?;
+    if d.run.status.is_terminal() {
+        kaon::outln!("run {} already ended: {}", d.run.id, d.run.status);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let id = d.run.id;
+    let asked: Result<serde_json::Value> = remote
+        .post(
+            &["api", "v1", "runs", &id, "cancel"],
+            &serde_json::json!({ "reason": args.reason }),
+        )
+        .await;
+    match asked {
+        Ok(_) => {}
+        // It ended in between.
+        Err(e) if super::remote::status_of(&e) == Some(reqwest::StatusCode::CONFLICT) => {
+            let d = remote.run(&id).await?;
+            kaon::outln!("run {id} already ended: {}", d.run.status);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e),
+    }
+    kaon::outln!("asked run {id} to cancel");
+    if args.no_wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let start = Instant::now();
+    while start.elapsed() < args.timeout {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let d = remote.run(&id).await?;
+        if d.run.status.is_terminal() {
+            kaon::outln!("run {id} ended: {}", d.run.status);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    bail!(
+        "run {id} has not ended after {}; it is still stopping its steps",
+        humantime::format_duration(args.timeout)
+    )
 }

@@ -138,6 +138,9 @@ pub enum Start<'a> {
     /// A stored run to carry on, with the parameters given now (`-p` and
     /// `from_env`/`from_file`): its secrets, which the store does not keep.
     Resume(&'a RunRow, Map<String, Value>),
+    /// A stored run whose failed step (name, instance or block key) is
+    /// retried, with the parameters given now (as for `Resume`).
+    Retry(&'a RunRow, Map<String, Value>, &'a str),
 }
 
 /// Drives a run to its end through the runtime and prints the summary;
@@ -242,6 +245,22 @@ pub async fn drive(
                     observer,
                 })
                 .await?
+        }
+        Start::Retry(row, current, step) => {
+            claim_orphan(store.as_ref(), row, &owner).await?;
+            let stored: Map<String, Value> = serde_json::from_str(&row.params)
+                .with_context(|| format!("run {}: stored parameters are damaged", row.id))?;
+            let params = sealer.unseal_params(&validated.workflow.params, &stored, &current)?;
+            let resumed = ResumedRun {
+                row: row.clone(),
+                validated,
+                params,
+                cancel: None,
+                observer,
+            };
+            let handle = runner.retry(resumed, step).await?;
+            kaon::outln!("run {}: retrying `{step}`", row.id);
+            handle
         }
     };
     let id = handle.id.clone();

@@ -11,6 +11,7 @@ use kaon_store::row::NodeState;
 use kaon_store::{NodeRow, StateStore};
 
 use super::common::{self, DataArgs};
+use super::remote::{Remote, ServerArgs};
 
 /// Show a step's output: stdout, then stderr, of its last attempt (or the
 /// one given). STEP is a step name, or an instance key such as
@@ -57,7 +58,10 @@ fn files_of(data: &DataArgs, run: &str, n: &NodeRow, attempt: u32) -> AttemptFil
     AttemptFiles::new(&data.logs(), run, n.id, &n.name, attempt)
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(args: Args, server: &ServerArgs) -> Result<ExitCode> {
+    if let Some(remote) = server.connect()? {
+        return common::block_on(remote_show(remote, args))?;
+    }
     let r = common::block_on(show(args))?;
     match r {
         Err(e)
@@ -70,82 +74,102 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
+/// The nodes whose logs to show: those `args.step` names that ran a
+/// program; an error that says why there are none. `all`: every node of
+/// the run (read only when none matches).
+async fn pick<F: Future<Output = Result<Vec<NodeRow>>>>(
+    args: &Args,
+    run: &str,
+    named: Vec<NodeRow>,
+    all: impl FnOnce() -> F,
+) -> Result<Vec<NodeRow>> {
+    let runs_program = |n: &NodeRow| n.kind.is_executed();
+    if let Some(n) = named.first()
+        && !named.iter().any(runs_program)
+    {
+        bail!(
+            "`{}` in run {run} is a {} step: it runs no program, so it has no logs",
+            args.step,
+            n.kind
+        );
+    }
+    let (nodes, not_run): (Vec<NodeRow>, Vec<NodeRow>) = named
+        .into_iter()
+        .filter(runs_program)
+        .partition(|n| n.attempt > 0);
+    if nodes.is_empty()
+        && let Some(n) = not_run.first()
+    {
+        let state = if not_run.iter().all(|m| m.state == n.state) {
+            n.state.as_str()
+        } else {
+            "not run"
+        };
+        bail!(
+            "`{}` in run {run} has no logs: it never started (it is {state})",
+            args.step
+        );
+    }
+    if nodes.is_empty() {
+        let all = all().await?;
+        let mut names: Vec<&str> = all
+            .iter()
+            .filter(|n| n.kind.is_executed())
+            .map(|n| n.name.as_str())
+            .collect();
+        names.dedup();
+        if names.is_empty() {
+            bail!(
+                "run {run} has no step `{}`, and no step of it has run yet",
+                args.step
+            );
+        }
+        bail!(
+            "run {run} has no step `{}` that ran; steps that ran: {}",
+            args.step,
+            names.join(", ")
+        );
+    }
+    if args.follow && nodes.len() > 1 {
+        let keys: Vec<&str> = nodes.iter().take(5).map(|n| n.key.as_str()).collect();
+        bail!(
+            "`{}` has {} instances; --follow needs one, e.g. '{}'",
+            args.step,
+            nodes.len(),
+            keys.join("', '")
+        );
+    }
+    for n in &nodes {
+        if let Some(a) = args.attempt
+            && (a > n.attempt || a == 0)
+        {
+            bail!(
+                "{} has had {} attempt(s); there is no attempt {a}",
+                n.key,
+                n.attempt
+            );
+        }
+    }
+    Ok(nodes)
+}
+
 async fn show(args: Args) -> Result<ExitCode> {
     {
         let store = args.data.existing_store().await?;
         let row = common::find_run(&store, &args.run).await?;
-        let runs_program = |n: &NodeRow| n.kind.is_executed();
         let named = store.nodes_named(&row.id, &args.step).await?;
-        if let Some(n) = named.first()
-            && !named.iter().any(runs_program)
-        {
-            bail!(
-                "`{}` in run {} is a {} step: it runs no program, so it has no logs",
-                args.step,
-                row.id,
-                n.kind
-            );
-        }
-        let (nodes, not_run): (Vec<NodeRow>, Vec<NodeRow>) = named
-            .into_iter()
-            .filter(runs_program)
-            .partition(|n| n.attempt > 0);
-        if nodes.is_empty()
-            && let Some(n) = not_run.first()
-        {
-            let state = if not_run.iter().all(|m| m.state == n.state) {
-                n.state.as_str()
-            } else {
-                "not run"
-            };
-            bail!(
-                "`{}` in run {} has no logs: it never started (it is {state})",
-                args.step,
-                row.id
-            );
-        }
-        if nodes.is_empty() {
-            let all = store.nodes(&row.id).await?;
-            let mut names: Vec<&str> = all
-                .iter()
-                .filter(|n| n.kind.is_executed())
-                .map(|n| n.name.as_str())
-                .collect();
-            names.dedup();
-            if names.is_empty() {
-                bail!(
-                    "run {} has no step `{}`, and no step of it has run yet",
-                    row.id,
-                    args.step
-                );
-            }
-            bail!(
-                "run {} has no step `{}` that ran; steps that ran: {}",
-                row.id,
-                args.step,
-                names.join(", ")
-            );
-        }
-        if args.follow && nodes.len() > 1 {
-            let keys: Vec<&str> = nodes.iter().take(5).map(|n| n.key.as_str()).collect();
-            bail!(
-                "`{}` has {} instances; --follow needs one, e.g. '{}'",
-                args.step,
-                nodes.len(),
-                keys.join("', '")
-            );
-        }
+        let (s, id) = (&store, row.id.as_str());
+        let nodes = pick(
+            &args,
+            id,
+            named,
+            move || async move { Ok(s.nodes(id).await?) },
+        )
+        .await?;
         let mut out = std::io::stdout().lock();
         let several = nodes.len() > 1;
         for n in &nodes {
             let attempt = args.attempt.unwrap_or(n.attempt.max(1));
-            if args.attempt.is_some_and(|a| a > n.attempt || a == 0) {
-                bail!(
-                    "{} has had {} attempt(s); there is no attempt {attempt}",
-                    n.key,
-                    n.attempt
-                );
-            }
             let f = files_of(&args.data, &row.id, n, attempt);
             if several {
                 writeln!(out, "==> {} (attempt {attempt}, {}) <==", n.key, n.state)?;
@@ -186,5 +210,113 @@ async fn show(args: Args) -> Result<ExitCode> {
         }
         out.flush()?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `kaon logs` through a server: the same text, a page at a time.
+async fn remote_show(remote: Remote, args: Args) -> Result<ExitCode> {
+    let d = remote.run(&args.run).await?;
+    let id = d.run.id.clone();
+    let named: Vec<NodeRow> = d
+        .nodes
+        .iter()
+        .filter(|n| n.name == args.step || n.key == args.step)
+        .map(|n| n.row())
+        .collect();
+    let all: Vec<NodeRow> = d.nodes.iter().map(|n| n.row()).collect();
+    let nodes = pick(&args, &id, named, move || async move { Ok(all) }).await?;
+    let several = nodes.len() > 1;
+    let logs = Logs {
+        remote: &remote,
+        run: &id,
+    };
+    for n in &nodes {
+        let attempt = args.attempt.unwrap_or(n.attempt.max(1));
+        if several {
+            kaon::outln!("==> {} (attempt {attempt}, {}) <==", n.key, n.state);
+        }
+        if args.follow {
+            // Both streams as they come, until the step's attempt ends.
+            let (a, b) = tokio::join!(
+                logs.copy(&n.key, attempt, "stdout", true, Sink::Out),
+                logs.copy(&n.key, attempt, "stderr", true, Sink::Out),
+            );
+            a?;
+            b?;
+            continue;
+        }
+        logs.copy(&n.key, attempt, "stdout", false, Sink::Out)
+            .await?;
+        let mut err = String::new();
+        logs.copy(&n.key, attempt, "stderr", false, Sink::Buf(&mut err))
+            .await?;
+        if !err.is_empty() {
+            kaon::outln!("--- stderr ---");
+            kaon::out!("{err}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A run's logs on a server.
+struct Logs<'a> {
+    remote: &'a Remote,
+    run: &'a str,
+}
+
+/// Where text read goes.
+enum Sink<'a> {
+    /// Standard output, as it comes.
+    Out,
+    /// Kept, to print after the rest.
+    Buf(&'a mut String),
+}
+
+/// A page of a log as the API shows it.
+#[derive(serde::Deserialize)]
+struct Page {
+    next: u64,
+    size: u64,
+    text: String,
+    done: bool,
+}
+
+impl Logs<'_> {
+    /// Copies a log: what there is now, or (`follow`) until the attempt
+    /// ended and all of it was read.
+    async fn copy(
+        &self,
+        step: &str,
+        attempt: u32,
+        stream: &str,
+        follow: bool,
+        mut sink: Sink<'_>,
+    ) -> Result<()> {
+        let mut offset = 0u64;
+        loop {
+            let query = [
+                ("step", step.to_string()),
+                ("attempt", attempt.to_string()),
+                ("stream", stream.to_string()),
+                ("offset", offset.to_string()),
+                ("follow", follow.to_string()),
+            ];
+            let page: Page = self
+                .remote
+                .get(&["api", "v1", "runs", self.run, "logs"], &query)
+                .await?;
+            match &mut sink {
+                Sink::Out => kaon::out!("{}", page.text),
+                Sink::Buf(b) => b.push_str(&page.text),
+            }
+            if kaon::out::closed() {
+                return Ok(());
+            }
+            let read_all = page.next >= page.size;
+            offset = page.next;
+            if page.done || (!follow && read_all) {
+                return Ok(());
+            }
+        }
     }
 }

@@ -11,16 +11,22 @@ mod artifacts;
 mod cache;
 mod cancel;
 mod common;
+mod db;
+mod deploy;
 mod fmt;
 mod inspect;
 mod kill;
 mod logs;
 mod plan;
+mod remote;
 mod resume;
+mod retry;
 mod run;
 mod runs;
+mod server;
 mod signal;
 mod spark;
+mod tokens;
 mod validate;
 
 /// kaon: a workflow orchestrator for machine-learning pipelines on Spark.
@@ -30,6 +36,8 @@ pub struct Cli {
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     color: Color,
+    #[command(flatten)]
+    server: remote::ServerArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +53,7 @@ enum Color {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::Args),
+    Deploy(deploy::Args),
     Validate(validate::Args),
     Plan(plan::Args),
     Fmt(fmt::Args),
@@ -53,11 +62,15 @@ enum Command {
     Cancel(cancel::Args),
     Kill(kill::Args),
     Signal(signal::Args),
+    Retry(retry::Args),
     Resume(resume::Args),
     #[command(alias = "artifact")]
     Artifacts(artifacts::Args),
     Cache(cache::Args),
     Spark(spark::Args),
+    Server(server::Args),
+    Db(db::Args),
+    Tokens(tokens::Args),
 }
 
 /// Runs one verb; the exit code says whether it succeeded.
@@ -71,16 +84,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(a) => validate::run(a, color),
         Command::Plan(a) => plan::run(a, color),
         Command::Fmt(a) => fmt::run(a, color),
-        Command::Run(a) => run::run(a, color),
-        Command::Runs(a) => runs::run(a),
-        Command::Logs(a) => logs::run(a),
-        Command::Cancel(a) => cancel::run(a, color),
-        Command::Signal(a) => signal::run(a),
-        Command::Resume(a) => resume::run(a, color),
-        Command::Artifacts(a) => artifacts::run(a),
-        Command::Cache(a) => cache::run(a),
+        Command::Run(a) => run::run(a, &cli.server, color),
+        Command::Deploy(a) => deploy::run(a, &cli.server),
+        Command::Runs(a) => runs::run(a, &cli.server),
+        Command::Logs(a) => logs::run(a, &cli.server),
+        Command::Cancel(a) => cancel::run(a, &cli.server, color),
+        Command::Signal(a) => signal::run(a, &cli.server),
+        Command::Retry(a) => retry::run(a, &cli.server, color),
+        Command::Resume(a) => resume::run(a, &cli.server, color),
+        Command::Artifacts(a) => artifacts::run(a, &cli.server),
+        Command::Cache(a) => cache::run(a, &cli.server),
         Command::Kill(a) => kill::run(a),
         Command::Spark(a) => spark::run(a),
+        Command::Server(a) => server::run(a),
+        Command::Db(a) => db::run(a),
+        Command::Tokens(a) => tokens::run(a),
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::common::{self, DataArgs, DriveArgs, Start};
+use super::remote::{Remote, ServerArgs};
 use kaon::progress::Mode;
 use kaon_runtime::Capacity;
 
@@ -17,6 +18,9 @@ use kaon_runtime::Capacity;
 /// alive are watched again; steps whose processes ended while kaon was away
 /// are judged by the exit status they left; steps lost without a trace are
 /// retried from the platform budget.
+///
+/// A server (--server URL or KAON_SERVER) carries on its runs itself:
+/// this then says whether one drives the run.
 ///
 /// Example:
 ///   kaon resume 20261123-071601-3f2a
@@ -46,7 +50,10 @@ pub struct Args {
     data: DataArgs,
 }
 
-pub fn run(args: Args, color: bool) -> Result<ExitCode> {
+pub fn run(args: Args, server: &ServerArgs, color: bool) -> Result<ExitCode> {
+    if let Some(remote) = server.connect()? {
+        return common::block_on(remote_resume(remote, args))?;
+    }
     common::block_on(async move {
         let store = Arc::new(args.data.existing_store().await?);
         let row = common::find_run(&store, &args.run).await?;
@@ -72,4 +79,37 @@ pub fn run(args: Args, color: bool) -> Result<ExitCode> {
         let given = common::given_params(&args.params, &v, true)?;
         common::drive(&args.data, store, v, Start::Resume(&row, given), drive).await
     })?
+}
+
+/// `kaon resume` through a server: servers carry on runs themselves (a
+/// server that starts takes back the runs of one that stopped), so this
+/// says who drives the run.
+async fn remote_resume(remote: Remote, args: Args) -> Result<ExitCode> {
+    let d = remote.run(&args.run).await?;
+    let r = d.run;
+    if r.status.is_terminal() {
+        kaon::outln!("run {} already ended: {}", r.id, r.status);
+        let status = kaon_runtime::rows::engine_status(r.status);
+        return Ok(common::exit_code(Some(status)));
+    }
+    if let Some(p) = &r.parent {
+        anyhow::bail!(
+            "run {} is a sub-workflow's child run (of run {p}); its parent run is the one carried on",
+            r.id
+        );
+    }
+    match &r.owner {
+        Some(o) => {
+            kaon::outln!(
+                "run {} is carried on by the server ({o}); nothing to resume (`kaon runs show {}` shows how it goes)",
+                r.id,
+                r.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!(
+            "run {} is running but no server drives it now; a server takes it back when it starts (restart `kaon server`)",
+            r.id
+        ),
+    }
 }

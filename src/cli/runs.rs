@@ -11,6 +11,7 @@ use kaon_store::{NodeRow, RunFilter, RunRow, StateStore};
 
 use super::common::{self, DataArgs};
 use super::emit;
+use super::remote::{Remote, RunView, ServerArgs};
 use kaon_runtime as driver;
 
 /// Runs: list them, show one.
@@ -127,7 +128,15 @@ fn show_json(r: &RunRow, nodes: &[NodeRow]) -> String {
     format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(args: Args, server: &ServerArgs) -> Result<ExitCode> {
+    if let Some(remote) = server.connect()? {
+        return common::block_on(async move {
+            match args.verb {
+                Verb::List(a) => remote_list(&remote, a).await,
+                Verb::Show(a) => remote_show(&remote, a).await,
+            }
+        })?;
+    }
     match args.verb {
         Verb::List(a) => list(a),
         Verb::Show(a) => show(a),
@@ -146,6 +155,16 @@ fn when(ms: i64) -> String {
 fn run_duration(r: &RunRow) -> String {
     let end = r.finished_ms.unwrap_or_else(|| driver::now_ms() as i64);
     fmt_duration((end - r.created_ms).max(0) as u64)
+}
+
+/// The status shown of a run a server keeps: the stored one, or
+/// `interrupted` for a run stored as running that no server holds.
+fn remote_status(r: &RunRow) -> &'static str {
+    if r.status == RunStatus::Running && r.owner.is_none() {
+        "interrupted"
+    } else {
+        r.status.as_str()
+    }
 }
 
 /// The status shown: the stored one, or `interrupted` for a run stored as
@@ -196,34 +215,58 @@ fn list(a: ListArgs) -> Result<ExitCode> {
                 status: a.status.map(StatusFilter::stored),
                 children: a.all,
                 limit: Some(a.limit),
+                ..Default::default()
             })
             .await?
             .into_iter()
             .filter(|r| !interrupted || status_of(r) == "interrupted")
             .collect();
-        if runs.is_empty() {
-            emit("no runs\n")?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        let mut rows = vec![vec![
-            "RUN".into(),
-            "WORKFLOW".into(),
-            "STATUS".into(),
-            "STARTED".into(),
-            "DURATION".into(),
-        ]];
-        for r in &runs {
-            rows.push(vec![
-                r.id.clone(),
-                r.workflow.clone(),
-                status_of(r).to_string(),
-                when(r.created_ms),
-                run_duration(r),
-            ]);
-        }
-        emit(&table(&rows))?;
-        Ok(ExitCode::SUCCESS)
+        print_list(&runs, status_of)
     })?
+}
+
+/// `kaon runs list` through a server.
+async fn remote_list(remote: &Remote, a: ListArgs) -> Result<ExitCode> {
+    let mut query = vec![("limit", a.limit.to_string())];
+    if let Some(s) = a.status {
+        query.push(("status", s.stored().as_str().to_string()));
+    }
+    if a.all {
+        query.push(("children", "true".to_string()));
+    }
+    let views: Vec<RunView> = remote.get(&["api", "v1", "runs"], &query).await?;
+    let interrupted = a.status == Some(StatusFilter::Interrupted);
+    let runs: Vec<RunRow> = views
+        .iter()
+        .map(RunView::row)
+        .filter(|r| !interrupted || remote_status(r) == "interrupted")
+        .collect();
+    print_list(&runs, remote_status)
+}
+
+fn print_list(runs: &[RunRow], status_of: fn(&RunRow) -> &'static str) -> Result<ExitCode> {
+    if runs.is_empty() {
+        emit("no runs\n")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![vec![
+        "RUN".into(),
+        "WORKFLOW".into(),
+        "STATUS".into(),
+        "STARTED".into(),
+        "DURATION".into(),
+    ]];
+    for r in runs {
+        rows.push(vec![
+            r.id.clone(),
+            r.workflow.clone(),
+            status_of(r).to_string(),
+            when(r.created_ms),
+            run_duration(r),
+        ]);
+    }
+    emit(&table(&rows))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn node_line(n: &NodeRow, d: &NodeData) -> Vec<String> {
@@ -286,115 +329,140 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     common::block_on(async move {
         let store = a.data.existing_store().await?;
         let r = common::find_run(&store, &a.run).await?;
+        let nodes = store.nodes(&r.id).await?;
         if matches!(a.format, ShowFormat::Json) {
-            let nodes = store.nodes(&r.id).await?;
             emit(&show_json(&r, &nodes))?;
             return Ok(ExitCode::SUCCESS);
         }
-        let mut out = format!(
-            "run       {}\nworkflow  {} ({})\nstatus    {}\nstarted   {}\nduration  {}\nparams    {}\n",
-            r.id,
-            r.workflow,
-            r.path,
-            status_of(&r),
-            when(r.created_ms),
-            run_duration(&r),
-            r.params
-        );
-        if let Some((p, n)) = &r.parent {
-            out.push_str(&format!("parent    {p} (node {n})\n"));
-        }
-        let data: kaon_engine::RunData = serde_json::from_str(&r.data).unwrap_or_default();
-        if let Some(m) = &data.message {
-            out.push_str(&format!("message   {m}\n"));
-        }
-        if let Some(c) = &data.cancel {
-            out.push_str(&format!("cancel    {c}\n"));
-        }
-        if let Some(o) = &data.outputs {
-            for (k, v) in o {
-                out.push_str(&format!(
-                    "output    {k} = {}\n",
-                    kaon_engine::eval::to_text(v)
-                ));
-            }
-        }
-        for c in store.children(&r.id).await? {
-            out.push_str(&format!(
-                "child     {} {} ({})\n",
-                c.id,
-                c.workflow,
-                status_of(&c)
-            ));
-        }
-        out.push('\n');
-        let nodes = store.nodes(&r.id).await?;
-        let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
-        for n in &nodes {
-            if n.key != n.name {
-                *by_name.entry(n.name.as_str()).or_default() += 1;
-            }
-        }
-        let mut rows = vec![vec![
-            "STEP".into(),
-            "KIND".into(),
-            "STATE".into(),
-            "ATTEMPTS".into(),
-            "DURATION".into(),
-            "EXIT".into(),
-            "NOTE".into(),
-        ]];
-        let mut summed: BTreeMap<&str, BTreeMap<String, u32>> = BTreeMap::new();
-        for n in &nodes {
-            if n.kind == NodeKind::Marker {
-                continue;
-            }
-            let d: NodeData = match serde_json::from_str(&n.data) {
-                Ok(d) => d,
-                Err(e) => {
-                    rows.push(vec![
-                        n.key.clone(),
-                        n.kind.to_string(),
-                        n.state.to_string(),
-                        n.attempt.to_string(),
-                        String::new(),
-                        String::new(),
-                        format!("damaged record: {e}"),
-                    ]);
-                    continue;
-                }
-            };
-            let many = by_name.get(n.name.as_str()).copied().unwrap_or(0) > 20;
-            if many && !a.all {
-                *summed
-                    .entry(n.name.as_str())
-                    .or_default()
-                    .entry(d.state.name().to_string())
-                    .or_default() += 1;
-                if !matches!(d.state, StepState::Failed { .. }) {
-                    continue;
-                }
-            }
-            rows.push(node_line(n, &d));
-        }
-        for (name, states) in summed {
-            let total: u32 = states.values().sum();
-            let parts: Vec<String> = states.iter().map(|(s, c)| format!("{c} {s}")).collect();
-            rows.push(vec![
-                format!("{name}[…] ×{total}"),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                parts.join(", "),
-            ]);
-        }
-        out.push_str(&table(&rows));
-        if nodes.is_empty() {
-            out.push_str("(no step has started yet)\n");
-        }
-        emit(&out)?;
+        let children = store.children(&r.id).await?;
+        emit(&show_table(&r, &nodes, &children, a.all, status_of))?;
         Ok(ExitCode::SUCCESS)
     })?
+}
+
+/// `kaon runs show` through a server.
+async fn remote_show(remote: &Remote, a: ShowArgs) -> Result<ExitCode> {
+    let d = remote.run(&a.run).await?;
+    let r = d.run.row();
+    let nodes: Vec<NodeRow> = d.nodes.iter().map(|n| n.row()).collect();
+    if matches!(a.format, ShowFormat::Json) {
+        emit(&show_json(&r, &nodes))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let children: Vec<RunRow> = d.children.iter().map(RunView::row).collect();
+    emit(&show_table(&r, &nodes, &children, a.all, remote_status))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A run, its children and a table of its steps, for people.
+fn show_table(
+    r: &RunRow,
+    nodes: &[NodeRow],
+    children: &[RunRow],
+    all: bool,
+    status_of: fn(&RunRow) -> &'static str,
+) -> String {
+    let mut out = format!(
+        "run       {}\nworkflow  {} ({})\nstatus    {}\nstarted   {}\nduration  {}\nparams    {}\n",
+        r.id,
+        r.workflow,
+        r.path,
+        status_of(r),
+        when(r.created_ms),
+        run_duration(r),
+        r.params
+    );
+    if let Some((p, n)) = &r.parent {
+        out.push_str(&format!("parent    {p} (node {n})\n"));
+    }
+    let data: kaon_engine::RunData = serde_json::from_str(&r.data).unwrap_or_default();
+    if let Some(m) = &data.message {
+        out.push_str(&format!("message   {m}\n"));
+    }
+    if let Some(c) = &data.cancel {
+        out.push_str(&format!("cancel    {c}\n"));
+    }
+    if let Some(o) = &data.outputs {
+        for (k, v) in o {
+            out.push_str(&format!(
+                "output    {k} = {}\n",
+                kaon_engine::eval::to_text(v)
+            ));
+        }
+    }
+    for c in children {
+        out.push_str(&format!(
+            "child     {} {} ({})\n",
+            c.id,
+            c.workflow,
+            status_of(c)
+        ));
+    }
+    out.push('\n');
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in nodes {
+        if n.key != n.name {
+            *by_name.entry(n.name.as_str()).or_default() += 1;
+        }
+    }
+    let mut rows = vec![vec![
+        "STEP".into(),
+        "KIND".into(),
+        "STATE".into(),
+        "ATTEMPTS".into(),
+        "DURATION".into(),
+        "EXIT".into(),
+        "NOTE".into(),
+    ]];
+    let mut summed: BTreeMap<&str, BTreeMap<String, u32>> = BTreeMap::new();
+    for n in nodes {
+        if n.kind == NodeKind::Marker {
+            continue;
+        }
+        let d: NodeData = match serde_json::from_str(&n.data) {
+            Ok(d) => d,
+            Err(e) => {
+                rows.push(vec![
+                    n.key.clone(),
+                    n.kind.to_string(),
+                    n.state.to_string(),
+                    n.attempt.to_string(),
+                    String::new(),
+                    String::new(),
+                    format!("damaged record: {e}"),
+                ]);
+                continue;
+            }
+        };
+        let many = by_name.get(n.name.as_str()).copied().unwrap_or(0) > 20;
+        if many && !all {
+            *summed
+                .entry(n.name.as_str())
+                .or_default()
+                .entry(d.state.name().to_string())
+                .or_default() += 1;
+            if !matches!(d.state, StepState::Failed { .. }) {
+                continue;
+            }
+        }
+        rows.push(node_line(n, &d));
+    }
+    for (name, states) in summed {
+        let total: u32 = states.values().sum();
+        let parts: Vec<String> = states.iter().map(|(s, c)| format!("{c} {s}")).collect();
+        rows.push(vec![
+            format!("{name}[…] ×{total}"),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            parts.join(", "),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    if nodes.is_empty() {
+        out.push_str("(no step has started yet)\n");
+    }
+    out
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use kaon_store::{MessageBody, StateStore};
 
 use super::common::{self, DataArgs};
+use super::remote::{Remote, ServerArgs};
 use kaon_runtime as driver;
 
 /// Send a signal to a run: every wait step waiting for NAME goes on, with
@@ -29,13 +30,16 @@ pub struct Args {
     data: DataArgs,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub fn run(args: Args, server: &ServerArgs) -> Result<ExitCode> {
     let value: serde_json::Value = serde_json::from_str(&args.value).with_context(|| {
         format!(
             "--value {}: not valid JSON (quote strings: '\"yes\"')",
             args.value
         )
     })?;
+    if let Some(remote) = server.connect()? {
+        return common::block_on(remote_signal(remote, args, value))?;
+    }
     common::block_on(async move {
         let store = args.data.existing_store().await?;
         let row = common::find_run(&store, &args.run).await?;
@@ -67,4 +71,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })?
+}
+
+/// `kaon signal` through a server.
+async fn remote_signal(remote: Remote, args: Args, value: serde_json::Value) -> Result<ExitCode> {
+    let d = remote.run(&args.run).await?;
+    let id = d.run.id;
+    if d.run.status.is_terminal() {
+        anyhow::bail!(
+            "run {id} already ended ({}); the signal was not sent",
+            d.run.status
+        );
+    }
+    let _: serde_json::Value = remote
+        .post(
+            &["api", "v1", "runs", &id, "signal"],
+            &serde_json::json!({ "name": args.name, "value": value }),
+        )
+        .await?;
+    kaon::outln!("sent signal `{}` to run {id}", args.name);
+    Ok(ExitCode::SUCCESS)
 }

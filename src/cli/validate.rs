@@ -40,5 +40,21 @@ pub fn run(args: Args, color: bool) -> anyhow::Result<ExitCode> {
         c.whens,
         c.subworkflows
     ))?;
+    for s in &v.workflow.schedules {
+        let limit = match s.catch_up {
+            kaon_model::spec::CatchUp::All => format!(" (at most {})", s.catch_up_limit),
+            _ => String::new(),
+        };
+        emit(&format!(
+            "  schedule `{}`: {} ({}), catch_up {}{limit}, concurrency {}\n",
+            s.name, s.cron, s.timezone, s.catch_up, s.concurrency
+        ))?;
+    }
+    for t in &v.workflow.triggers {
+        emit(&format!(
+            "  trigger `{}`: on success of `{}`, concurrency {}\n",
+            t.name, t.on_success, t.concurrency
+        ))?;
+    }
     Ok(ExitCode::SUCCESS)
 }

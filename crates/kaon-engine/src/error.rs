@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::eval::show;
 use crate::event::NodeId;
+use crate::state::RunStatus;
 
 /// What can go wrong in the engine; every case is a bug in the caller or a
 /// damaged store, never a step failing (that is a state, not an error).
@@ -27,6 +28,99 @@ pub enum EngineError {
         /// What does not fit.
         reason: String,
     },
+}
+
+/// Why a step of a run cannot be retried ([`crate::RunState::retry`]):
+/// the run's state does not allow what the caller asked for. Nothing was
+/// changed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RetryError {
+    /// The run succeeded or was cancelled: only a failed run (or one still
+    /// running) has steps to retry.
+    #[error("{}", ended(.run, *.status))]
+    RunEnded {
+        /// The run.
+        run: String,
+        /// How it ended.
+        status: RunStatus,
+    },
+    /// The run is being cancelled.
+    #[error("run {run} is being cancelled; a step cannot be retried while it stops")]
+    Cancelling {
+        /// The run.
+        run: String,
+    },
+    /// No node of the run has this name or instance key, and the workflow
+    /// has no step of this name.
+    #[error("run {run} has no step or step instance `{step}`")]
+    UnknownStep {
+        /// The run.
+        run: String,
+        /// The name or key asked for.
+        step: String,
+    },
+    /// The step exists but none of its instances failed.
+    #[error("`{step}` did not fail in run {run} ({}); only a failed step can be retried", states_text(.states))]
+    NotFailed {
+        /// The run.
+        run: String,
+        /// The name or key asked for.
+        step: String,
+        /// Each instance's key and state name (none: it has not run).
+        states: Vec<(String, String)>,
+    },
+    /// A block that failed on its own (a condition, a list, `max` passes),
+    /// not because a step inside it did: a retry would fail the same way.
+    #[error(
+        "`{step}` failed on its own, not because a step inside it failed: {message}; retrying it cannot change that"
+    )]
+    NoFailedStep {
+        /// The run.
+        run: String,
+        /// The block's key.
+        step: String,
+        /// Its failure.
+        message: String,
+    },
+}
+
+impl RetryError {
+    /// True when the step named is not in the run at all (a server answers
+    /// 404); every other case is a conflict with the run's state.
+    pub fn is_unknown_step(&self) -> bool {
+        matches!(self, RetryError::UnknownStep { .. })
+    }
+}
+
+fn ended(run: &str, status: RunStatus) -> String {
+    match status {
+        RunStatus::Succeeded => {
+            format!("run {run} succeeded: it has no failed step to retry")
+        }
+        RunStatus::Cancelled => format!(
+            "run {run} was cancelled: a cancelled run is not retried (start a new run; steps whose results exist are memoized)"
+        ),
+        other => format!("run {run} is {}: it cannot be retried", other.name()),
+    }
+}
+
+fn states_text(states: &[(String, String)]) -> String {
+    const SHOWN: usize = 5;
+    match states {
+        [] => "it has not run".to_string(),
+        [(_, state)] => format!("it is {state}"),
+        _ => {
+            let mut parts: Vec<String> = states
+                .iter()
+                .take(SHOWN)
+                .map(|(key, state)| format!("{key} is {state}"))
+                .collect();
+            if states.len() > SHOWN {
+                parts.push(format!("{} more", states.len() - SHOWN));
+            }
+            parts.join(", ")
+        }
+    }
 }
 
 /// Why a reference, a condition or a template could not be evaluated for a

@@ -11,7 +11,8 @@
 //! come from upstream outputs), joins branches, evaluates repeat and `when`
 //! conditions, starts sub-workflows as child runs, parks wait steps until a
 //! signal, and retries failed attempts with backoff, with separate budgets
-//! for failures of the step and of the platform.
+//! for failures of the step and of the platform. A step that failed for
+//! good can be retried by hand ([`RunState::retry`]).
 
 pub mod error;
 pub mod eval;
@@ -21,7 +22,7 @@ pub mod retry;
 pub mod run;
 pub mod state;
 
-pub use error::{EngineError, EvalError};
+pub use error::{EngineError, EvalError, RetryError};
 pub use event::{
     Action, Event, Exit, InputRef, Invocation, LaunchOrder, MemoSpec, NodeId, OutputArtifact,
     OutputSpec, Timer,

@@ -17,6 +17,9 @@ pub type Millis = u64;
 ///          taken, run stopping)
 /// ```
 ///
+/// A failed node, and what was skipped because of it, goes back to
+/// `Pending` only when retried by hand ([`crate::RunState::retry`]).
+///
 /// `Starting` is committed before the executor is asked to launch, and
 /// `Running` carries the executor's handle (pid and start time, a Spark
 /// submission id), so that a restarted kaon re-attaches instead of
@@ -75,7 +78,8 @@ pub enum StepState {
 }
 
 impl StepState {
-    /// True when the node will not change again.
+    /// True when the node will not change again (short of a retry by
+    /// hand).
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use indexmap::IndexMap;
+pub use kaon_schedule::{CatchUp, Concurrency, ScheduleSpec, TriggerSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,6 +34,13 @@ pub struct Workflow {
     /// `[workflow] code`: files or folders every step's memo key covers
     /// (a library the step scripts import).
     pub code: Vec<String>,
+    /// `[[workflow.schedule]]`: when a deployed workflow runs by the clock.
+    /// (A workflow used as a sub-workflow may have them; only deployed
+    /// top-level workflows fire.)
+    pub schedules: Vec<ScheduleSpec>,
+    /// `[[workflow.trigger]]`: which other workflows' successful runs fire
+    /// a deployed workflow.
+    pub triggers: Vec<TriggerSpec>,
     /// The order of steps.
     pub flow: Flow,
     /// The file it came from.

@@ -61,6 +61,29 @@ pub enum RuntimeError {
         /// The run.
         run: String,
     },
+    /// A retry the run's state does not allow (the run succeeded, the
+    /// step did not fail, ...).
+    #[error(transparent)]
+    Retry(#[from] kaon_engine::RetryError),
+    /// The run is not driven by this runtime.
+    #[error(
+        "run {run} is not driven by this runtime (it ended, or another kaon process drives it)"
+    )]
+    NotDriven {
+        /// The run.
+        run: String,
+    },
+    /// A child run (of a sub-workflow step) is not retried on its own once
+    /// it ended or outside its parent: its parent has moved on.
+    #[error(
+        "run {run} is a child run of {parent}; retry its sub-workflow step in run {parent} instead (that starts a new child run)"
+    )]
+    ChildRun {
+        /// The child run.
+        run: String,
+        /// Its parent run.
+        parent: String,
+    },
     /// No run with this id is known to the runtime or the store.
     #[error("no run {run}")]
     NoSuchRun {

@@ -78,6 +78,19 @@ pub(crate) enum Command {
         loaded: oneshot::Sender<Result<(), RuntimeError>>,
         done: oneshot::Sender<Result<Option<RunStatus>, RuntimeError>>,
     },
+    /// Retry a step of a stored run (claimed by the caller), then drive it.
+    Retry {
+        run: Box<ResumedRun>,
+        step: String,
+        loaded: oneshot::Sender<Result<(), RuntimeError>>,
+        done: oneshot::Sender<Result<Option<RunStatus>, RuntimeError>>,
+    },
+    /// Retry a step of a run the loop drives, on the loop's next turn.
+    RetryStep {
+        run: String,
+        step: String,
+        retried: oneshot::Sender<Result<(), RuntimeError>>,
+    },
     /// Write a message to a run's inbox, then read it at once.
     Post {
         run: String,
@@ -126,6 +139,8 @@ impl RunHandle {
 /// - [`Runner::cancel`] and [`Runner::signal`] are committed to the run's
 ///   inbox first (as `kaon cancel` from another process is) and acted on
 ///   at once; they reach child runs too.
+/// - [`Runner::retry`] and [`Runner::retry_step`] return once the retry's
+///   reset is committed; the steps it readies start after.
 /// - [`Runner::subscribe`] sees every change committed after the call, in
 ///   commit order; a subscriber that falls behind by more than the
 ///   channel's capacity misses changes (and is told so by tokio's
@@ -193,6 +208,62 @@ impl Runner {
         })?;
         loaded_rx.await.unwrap_or(Err(RuntimeError::Stopped))?;
         Ok(RunHandle { id, done: done_rx })
+    }
+
+    /// Retries a failed step of a stored run and drives the run again.
+    ///
+    /// `step` is a step's name (every failed instance of it) or an instance
+    /// key (`train[reg=US]`). The run is one that ended failed, or one left
+    /// running by a process that is gone (carried on as [`Runner::resume`]
+    /// does, the step retried in place); as for `resume`, the caller loaded
+    /// its workflow, unsealed its parameters and claimed it for this
+    /// runtime's owner, and `cancel` is `None`. The failed instances get a
+    /// fresh retry budget and go back to pending with what did not run
+    /// because of them (see [`kaon_engine::RunState::retry`]); what
+    /// succeeded never runs again. The run is `running` again.
+    ///
+    /// Returns once that reset is committed (no step of it has started
+    /// yet). Refused, with the claim let go of and nothing changed: a run
+    /// that succeeded or was cancelled, a step that did not fail
+    /// ([`RuntimeError::Retry`]), a child run ([`RuntimeError::ChildRun`]:
+    /// retry its sub-workflow step in the parent, which starts a new child
+    /// run), a run this runtime drives already ([`RuntimeError::Driving`]:
+    /// use [`Runner::retry_step`]; its claim is kept).
+    pub async fn retry(&self, run: ResumedRun, step: &str) -> Result<RunHandle, RuntimeError> {
+        let id = RunId::parse(&run.row.id).map_err(|_| RuntimeError::NoSuchRun {
+            run: run.row.id.clone(),
+        })?;
+        let (loaded, loaded_rx) = oneshot::channel();
+        let (done, done_rx) = oneshot::channel();
+        self.send(Command::Retry {
+            run: Box::new(run),
+            step: step.to_string(),
+            loaded,
+            done,
+        })?;
+        loaded_rx.await.unwrap_or(Err(RuntimeError::Stopped))?;
+        Ok(RunHandle { id, done: done_rx })
+    }
+
+    /// Retries a failed step of a run this runtime drives now: still
+    /// running (`on_failure = continue` lets it go on after a failure), or
+    /// ended but not yet let go of. Applied on the loop's next turn, after
+    /// the events that came before it; the reset is committed before any
+    /// step of it starts, and this returns once it is. The run's handle
+    /// reports its new end.
+    ///
+    /// Refused with [`RuntimeError::NotDriven`] for a run this runtime does
+    /// not hold (claim it and use [`Runner::retry`]), with
+    /// [`RuntimeError::ChildRun`] for a child run that ended, and with
+    /// [`RuntimeError::Retry`] when the run's state does not allow it.
+    pub async fn retry_step(&self, run: &RunId, step: &str) -> Result<(), RuntimeError> {
+        let (retried, rx) = oneshot::channel();
+        self.send(Command::RetryStep {
+            run: run.to_string(),
+            step: step.to_string(),
+            retried,
+        })?;
+        rx.await.unwrap_or(Err(RuntimeError::Stopped))
     }
 
     async fn post(&self, run: &RunId, body: MessageBody) -> Result<(), RuntimeError> {

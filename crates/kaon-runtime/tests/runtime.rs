@@ -10,7 +10,10 @@ use std::time::Duration;
 use kaon_engine::{RunOptions, RunStatus};
 use kaon_exec::memory::{MemoryExecutor, Script};
 use kaon_model::Validated;
-use kaon_runtime::{Capacity, Change, NewRun, Quiet, RunId, Runner, RuntimeOptions, Sealer};
+use kaon_runtime::{
+    Capacity, Change, NewRun, Quiet, ResumedRun, RunId, Runner, RuntimeError, RuntimeOptions,
+    Sealer,
+};
 use kaon_store::row::{self, NodeKind, NodeState};
 use kaon_store::{MemoryStore, RunFilter, StateStore};
 use serde_json::{Map, Value, json};
@@ -369,7 +372,7 @@ command = ["b"]
         .unwrap()
         .unwrap_err();
     assert!(
-        matches!(err, kaon_runtime::RuntimeError::TakenOver { ref run } if run == "taken"),
+        matches!(err, RuntimeError::TakenOver { ref run } if run == "taken"),
         "{err}"
     );
     // Nothing of it was done after the takeover: its step was not killed
@@ -391,5 +394,314 @@ command = ["b"]
         .unwrap()
         .unwrap();
     assert_eq!(status, Some(RunStatus::Cancelled));
+    runner.shutdown().await.unwrap();
+}
+
+const CHAIN: &str = r#"
+[workflow]
+name = "chain"
+flow = "a -> b -> c"
+
+[steps.a]
+kind = "command"
+command = ["a"]
+
+[steps.b]
+kind = "command"
+command = ["b"]
+
+[steps.c]
+kind = "command"
+command = ["c"]
+"#;
+
+/// A stored run claimed for the test runtime, as a caller of `retry` has it.
+async fn claimed(store: &MemoryStore, v: &Arc<Validated>, id: &str) -> ResumedRun {
+    let row = store.run(id).await.unwrap().unwrap();
+    store
+        .claim(id, row.owner.as_deref(), Some("test-owner"), 1)
+        .await
+        .unwrap();
+    let row = store.run(id).await.unwrap().unwrap();
+    let params: Map<String, Value> = serde_json::from_str(&row.params).unwrap();
+    ResumedRun {
+        row,
+        validated: v.clone(),
+        params,
+        cancel: None,
+        observer: Box::new(Quiet),
+    }
+}
+
+fn launches_of(exec: &MemoryExecutor, step: &str) -> Vec<u32> {
+    exec.launched()
+        .iter()
+        .filter(|o| o.step == step)
+        .map(|o| o.attempt)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_retried_carries_on_from_the_failed_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = workflow(dir.path(), CHAIN);
+    let store = Arc::new(MemoryStore::new());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = Arc::new(MemoryExecutor::new(tx));
+    exec.script_attempt("b", 1, Script::exit(1));
+    exec.script_attempt("b", 2, Script::succeed().after(Duration::from_millis(500)));
+    let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(2.0));
+    let h = runner
+        .submit(new_run(RunId::parse("chain-1").unwrap(), &v, json!({})))
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), h.finished())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, Some(RunStatus::Failed));
+    let row = store.run("chain-1").await.unwrap().unwrap();
+    assert_eq!(row.status, row::RunStatus::Failed);
+    assert!(row.finished_ms.is_some());
+    assert_eq!(row.owner, None, "let go of once it ended");
+
+    // A step that did not fail, or one the run lacks: refused, and the
+    // claim is let go of.
+    let err = runner
+        .retry(claimed(&store, &v, "chain-1").await, "a")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            RuntimeError::Retry(kaon_engine::RetryError::NotFailed { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("succeeded"), "{err}");
+    let err = runner
+        .retry(claimed(&store, &v, "chain-1").await, "zz")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, RuntimeError::Retry(e) if e.is_unknown_step()),
+        "{err}"
+    );
+    let row = store.run("chain-1").await.unwrap().unwrap();
+    assert_eq!((row.owner, row.status), (None, row::RunStatus::Failed));
+
+    let h = runner
+        .retry(claimed(&store, &v, "chain-1").await, "b")
+        .await
+        .unwrap();
+    // The reset is committed when `retry` returns; b's second attempt
+    // takes half a second.
+    let row = store.run("chain-1").await.unwrap().unwrap();
+    assert_eq!(row.status, row::RunStatus::Running);
+    assert_eq!(row.finished_ms, None);
+    // Driven here: a second retry of it is for `retry_step`.
+    let err = runner
+        .retry(claimed(&store, &v, "chain-1").await, "b")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, RuntimeError::Driving { .. }), "{err}");
+
+    let status = tokio::time::timeout(Duration::from_secs(30), h.finished())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, Some(RunStatus::Succeeded));
+    let nodes = store.nodes("chain-1").await.unwrap();
+    let b = nodes.iter().find(|n| n.name == "b").unwrap();
+    assert_eq!((b.state, b.attempt), (NodeState::Succeeded, 2));
+    assert!(
+        nodes.iter().all(|n| n.state == NodeState::Succeeded),
+        "{nodes:?}"
+    );
+    assert_eq!(launches_of(&exec, "a"), [1], "a ran once");
+    assert_eq!(launches_of(&exec, "b"), [1, 2]);
+    assert_eq!(launches_of(&exec, "c"), [1]);
+    let row = store.run("chain-1").await.unwrap().unwrap();
+    assert_eq!(row.status, row::RunStatus::Succeeded);
+    assert!(row.finished_ms.is_some());
+    assert_eq!(row.owner, None);
+
+    // A run that succeeded is refused.
+    let err = runner
+        .retry(claimed(&store, &v, "chain-1").await, "b")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            RuntimeError::Retry(kaon_engine::RetryError::RunEnded { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(store.run("chain-1").await.unwrap().unwrap().owner, None);
+    runner.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_run_has_its_failed_step_retried_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[workflow]
+name = "wide"
+flow = "==> (b, slow) >== c"
+
+[steps.b]
+kind = "command"
+command = ["b"]
+
+[steps.slow]
+kind = "command"
+command = ["slow"]
+
+[steps.c]
+kind = "command"
+command = ["c"]
+"#;
+    let v = workflow(dir.path(), text);
+    let store = Arc::new(MemoryStore::new());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = Arc::new(MemoryExecutor::new(tx));
+    exec.script_attempt("b", 1, Script::exit(1));
+    exec.script("slow", Script::succeed().after(Duration::from_secs(2)));
+    let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(2.0));
+    let id = RunId::parse("wide-1").unwrap();
+    let err = runner.retry_step(&id, "b").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::NotDriven { .. }), "{err}");
+    let h = runner
+        .submit(new_run(id.clone(), &v, json!({})))
+        .await
+        .unwrap();
+    // b fails while slow runs: the run goes on (on_failure = continue).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let nodes = store.nodes("wide-1").await.unwrap();
+            if nodes
+                .iter()
+                .any(|n| n.name == "b" && n.state == NodeState::Failed)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("b fails");
+    let err = runner.retry_step(&id, "slow").await.unwrap_err();
+    assert!(err.to_string().contains("running"), "{err}");
+    runner.retry_step(&id, "b").await.unwrap();
+    let nodes = store.nodes("wide-1").await.unwrap();
+    let b = nodes.iter().find(|n| n.name == "b").unwrap();
+    assert_ne!(b.state, NodeState::Failed, "committed on return: {b:?}");
+    let status = tokio::time::timeout(Duration::from_secs(30), h.finished())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, Some(RunStatus::Succeeded));
+    assert_eq!(launches_of(&exec, "b"), [1, 2]);
+    assert_eq!(launches_of(&exec, "slow"), [1]);
+    assert_eq!(launches_of(&exec, "c"), [1]);
+    runner.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_subworkflow_step_retried_starts_a_new_child_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = r#"
+[workflow]
+name = "child"
+flow = "fit"
+
+[steps.fit]
+kind = "command"
+command = ["fit"]
+"#;
+    std::fs::write(dir.path().join("child.toml"), child).unwrap();
+    let text = r#"
+[workflow]
+name = "parent"
+flow = "prep -> train -> report"
+
+[steps.prep]
+kind = "command"
+command = ["prep"]
+
+[steps.train]
+kind = "subworkflow"
+workflow = "child.toml"
+
+[steps.report]
+kind = "command"
+command = ["report"]
+"#;
+    let v = workflow(dir.path(), text);
+    let store = Arc::new(MemoryStore::new());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = Arc::new(MemoryExecutor::new(tx));
+    exec.script("fit", Script::exit(1));
+    let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(2.0));
+    let h = runner
+        .submit(new_run(RunId::parse("parent-1").unwrap(), &v, json!({})))
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), h.finished())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, Some(RunStatus::Failed));
+    let first = store.children("parent-1").await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].status, row::RunStatus::Failed);
+
+    // The child run itself is not retried on its own.
+    let row = store.run(&first[0].id).await.unwrap().unwrap();
+    let err = runner
+        .retry(
+            ResumedRun {
+                row,
+                validated: Arc::new(v.children["train"].clone()),
+                params: Map::new(),
+                cancel: None,
+                observer: Box::new(Quiet),
+            },
+            "fit",
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, RuntimeError::ChildRun { .. }), "{err}");
+
+    exec.script("fit", Script::succeed());
+    let h = runner
+        .retry(claimed(&store, &v, "parent-1").await, "train")
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), h.finished())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, Some(RunStatus::Succeeded));
+    let children = store.children("parent-1").await.unwrap();
+    assert_eq!(children.len(), 2, "a new child run: {children:?}");
+    assert_eq!(
+        children[0].status,
+        row::RunStatus::Failed,
+        "the old one stays"
+    );
+    assert_eq!(children[1].status, row::RunStatus::Succeeded);
+    assert_ne!(children[0].id, children[1].id);
+    let train = store.nodes("parent-1").await.unwrap();
+    let train = train.iter().find(|n| n.name == "train").unwrap();
+    assert_eq!((train.state, train.attempt), (NodeState::Succeeded, 2));
+    assert_eq!(launches_of(&exec, "prep"), [1]);
+    assert_eq!(launches_of(&exec, "report"), [1]);
     runner.shutdown().await.unwrap();
 }

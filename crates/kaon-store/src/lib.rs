@@ -1,9 +1,12 @@
 //! kaon's state store: where runs, their nodes and their inbox live.
 //!
-//! [`StateStore`] is the contract; [`MemoryStore`] is its in-memory twin
-//! and [`SqliteStore`] the embedded default (WAL, one transaction per
-//! scheduling tick). The same contract tests (`tests/contract.rs`) run
-//! against every backend.
+//! [`StateStore`] is the contract; [`MemoryStore`] is its in-memory twin,
+//! [`SqliteStore`] the embedded default (WAL, one transaction per
+//! scheduling tick) and [`PgStore`] the PostgreSQL backend for a server
+//! that several processes or machines share (one transaction per tick too,
+//! each table's rows in one statement). The same contract tests
+//! (`tests/contract/`) run against every backend, PostgreSQL on a real
+//! server (`kaon-pgtest`).
 //!
 //! The store knows rows, not engine types: node and run data travel as JSON
 //! text the engine wrote, so the store never has to change with the engine.
@@ -11,17 +14,23 @@
 //! node's state and kind) are the store's own enums, in [`row`], stored as
 //! the same text as always.
 
+mod any;
 mod artifacts;
 mod memory;
+mod postgres;
 pub mod row;
+mod service;
 mod sqlite;
 
 use std::future::Future;
 
+pub use any::{AnyStore, Backend, COMMIT_BUCKETS, CommitTimes, is_postgres};
 pub use artifacts::{
     ArtifactFilter, ArtifactIndex, ArtifactRow, Direction, KeyRow, LineageEdge, MemoRow, ReadRow,
 };
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
+pub use service::{ScheduleRow, ServiceStore, TickRow, TokenRow, WorkflowRow};
 pub use sqlite::{Durability, SqliteStore};
 
 use row::{NodeKind, NodeState, RunStatus};
@@ -195,6 +204,11 @@ pub struct RunFilter {
     pub children: bool,
     /// At most this many, newest first.
     pub limit: Option<u32>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs listed after this one (newest first): the next page of a
+    /// list that ended with it. A run id not stored gives nothing.
+    pub after: Option<String>,
 }
 
 /// What went wrong in a store.
@@ -230,6 +244,9 @@ pub enum StoreError {
         /// a sixth says there are more).
         candidates: Vec<String>,
     },
+    /// A token with this id exists already.
+    #[error("token {0} exists already")]
+    TokenExists(String),
     /// A commit creates a scope that is stored already (scopes are
     /// created once; nodes are the rows that are replaced).
     #[error("conflicting write: scope {scope} of run {run} exists already")]
@@ -284,12 +301,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when trying again later may succeed (a locked database).
+    /// True when trying again later may succeed: a locked SQLite database;
+    /// a PostgreSQL transaction that lost a serialization race or a
+    /// deadlock (the server rolled it back), or a server out of reach,
+    /// restarting or full of connections; a pool with no connection free.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Database(sqlx::Error::Database(e)) => {
-                matches!(e.code().as_deref(), Some("5" | "6" | "517"))
-            }
+            // SQLite's codes are numbers (SQLITE_BUSY, SQLITE_LOCKED,
+            // SQLITE_BUSY_SNAPSHOT), PostgreSQL's SQLSTATEs five characters:
+            // they cannot be mistaken for one another.
+            StoreError::Database(sqlx::Error::Database(e)) => match e.code().as_deref() {
+                Some("5" | "6" | "517") => true,
+                // serialization_failure, deadlock_detected,
+                // too_many_connections, admin_shutdown, crash_shutdown,
+                // cannot_connect_now.
+                Some("40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03") => true,
+                // Class 08: connection exceptions.
+                Some(code) => code.len() == 5 && code.starts_with("08"),
+                None => false,
+            },
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
             _ => false,
         }

@@ -1,6 +1,8 @@
 //! The in-memory twin: the same contract, nothing on disk. For tests and
 //! for the engine benchmark's baseline.
 
+mod service;
+
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -20,6 +22,7 @@ struct Inner {
     reads: BTreeMap<(String, u32, String), ReadRow>,
     memo: BTreeMap<(String, String, u32), MemoRow>,
     keys: BTreeMap<(String, u32, u32), KeyRow>,
+    service: service::Tables,
 }
 
 /// A [`StateStore`] held in memory.
@@ -126,9 +129,18 @@ impl StateStore for MemoryStore {
             .values()
             .filter(|r| filter.status.is_none_or(|s| r.status == s))
             .filter(|r| filter.children || r.parent.is_none())
+            .filter(|r| filter.workflow.as_ref().is_none_or(|w| &r.workflow == w))
             .cloned()
             .collect();
         runs.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
+        if let Some(after) = &filter.after {
+            let cursor = g.runs.get(after).map(|r| (r.created_ms, r.id.clone()));
+            runs.retain(|r| {
+                cursor
+                    .as_ref()
+                    .is_some_and(|c| (r.created_ms, r.id.clone()) < *c)
+            });
+        }
         if let Some(l) = filter.limit {
             runs.truncate(l as usize);
         }

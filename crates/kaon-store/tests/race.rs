@@ -1,5 +1,5 @@
-//! Eight OS processes race on one SQLite file: they claim runs (taking over
-//! leases that expired), commit numbered transitions for the runs they
+//! Eight OS processes race on one database, a SQLite file or a PostgreSQL
+//! database: they claim runs (taking over leases that expired), commit numbered transitions for the runs they
 //! hold, release or abandon them, and post to the runs' inboxes. The
 //! parent then checks, from the database and the children's logs, that no
 //! acknowledged transition was lost or doubled, that each run's transitions
@@ -18,13 +18,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kaon_store::row::{NodeKind, NodeState, RunStatus};
 use kaon_store::{
-    Batch, Durability, MessageBody, NodeRow, RunRow, SqliteStore, StateStore, StoreError,
+    Batch, Durability, MessageBody, NodeRow, PgStore, RunRow, SqliteStore, StateStore, StoreError,
 };
 use serde_json::{Value, json};
 
 /// Set in a child: its index.
 const CHILD: &str = "KAON_RACE_CHILD";
-/// The database file.
+/// The database: a SQLite file's path or a PostgreSQL URL.
 const DB: &str = "KAON_RACE_DB";
 /// Where a child writes its log (JSON lines).
 const LOG: &str = "KAON_RACE_LOG";
@@ -63,14 +63,41 @@ fn now_ns() -> u64 {
 fn eight_processes_race_on_one_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("kaon.db");
+    race(dir.path(), db.to_str().unwrap());
+}
+
+/// The same race on PostgreSQL, where the fencing is a row lock rather
+/// than SQLite's one writer at a time.
+#[test]
+fn eight_processes_race_on_one_postgres_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(kaon_pgtest::database());
+    race(dir.path(), db.url());
+}
+
+fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// Runs the race on `db` (a SQLite file's path or a PostgreSQL URL), the
+/// children's logs in `dir`, and checks what it left.
+fn race(dir: &Path, db: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let s = SqliteStore::open(&db, Durability::Process).await.unwrap();
-        for i in 0..RUNS {
-            s.create_run(&new_run(&run_id(i))).await.unwrap();
+        if is_postgres(db) {
+            create_runs(&PgStore::connect_and_migrate(db).await.unwrap()).await;
+        } else {
+            let s = SqliteStore::open(Path::new(db), Durability::Process)
+                .await
+                .unwrap();
+            create_runs(&s).await;
         }
     });
 
@@ -81,8 +108,8 @@ fn eight_processes_race_on_one_database() {
             Command::new(&exe)
                 .args(["--exact", "race_child", "--nocapture", "--test-threads=1"])
                 .env(CHILD, i.to_string())
-                .env(DB, &db)
-                .env(LOG, log_path(dir.path(), i))
+                .env(DB, db)
+                .env(LOG, log_path(dir, i))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -103,27 +130,35 @@ fn eight_processes_race_on_one_database() {
 
     let mut events = Vec::new();
     for i in 0..PROCESSES {
-        let text = std::fs::read_to_string(log_path(dir.path(), i)).unwrap();
+        let text = std::fs::read_to_string(log_path(dir, i)).unwrap();
         events.extend(
             text.lines()
                 .map(|l| serde_json::from_str::<Value>(l).unwrap()),
         );
     }
     let stored = rt.block_on(async {
-        let s = SqliteStore::open(&db, Durability::Process).await.unwrap();
-        let mut out = BTreeMap::new();
-        for i in 0..RUNS {
-            let id = run_id(i);
-            let nodes = s.nodes(&id).await.unwrap();
-            let inbox = s.inbox(&id).await.unwrap();
-            out.insert(id, (nodes, inbox));
+        if is_postgres(db) {
+            read_back(&PgStore::connect(db).await.unwrap()).await
+        } else {
+            read_back(
+                &SqliteStore::open(Path::new(db), Durability::Process)
+                    .await
+                    .unwrap(),
+            )
+            .await
         }
-        out
     });
     let report = check(&events, &stored);
     eprintln!(
-        "race: {} processes, {:?}; {}",
-        PROCESSES, took, report.figures
+        "race: {} processes on {}, {:?}; {}",
+        PROCESSES,
+        if is_postgres(db) {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+        took,
+        report.figures
     );
     assert!(
         report.violations.is_empty(),
@@ -143,6 +178,26 @@ fn eight_processes_race_on_one_database() {
     assert!(report.stale > 0, "no stale holder tried to commit");
 }
 
+async fn create_runs(s: &impl StateStore) {
+    for i in 0..RUNS {
+        s.create_run(&new_run(&run_id(i))).await.unwrap();
+    }
+}
+
+/// Each run's nodes and unconsumed messages.
+async fn read_back(
+    s: &impl StateStore,
+) -> BTreeMap<String, (Vec<NodeRow>, Vec<kaon_store::Message>)> {
+    let mut out = BTreeMap::new();
+    for i in 0..RUNS {
+        let id = run_id(i);
+        let nodes = s.nodes(&id).await.unwrap();
+        let inbox = s.inbox(&id).await.unwrap();
+        out.insert(id, (nodes, inbox));
+    }
+    out
+}
+
 /// The child's side; does nothing in the parent process.
 #[test]
 fn race_child() {
@@ -150,24 +205,23 @@ fn race_child() {
         return;
     };
     let me: usize = me.parse().unwrap();
-    let db = PathBuf::from(std::env::var_os(DB).unwrap());
+    let db = std::env::var(DB).unwrap();
     let log = PathBuf::from(std::env::var_os(LOG).unwrap());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let lines = rt.block_on(async move {
-        let store = SqliteStore::open(&db, Durability::Process).await.unwrap();
-        let mut c = Child {
-            store,
-            me,
-            rng: 0x9e37_79b9_7f4a_7c15 ^ (me as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d),
-            acquisitions: 0,
-            posts: 0,
-            log: Vec::new(),
-        };
-        c.work().await;
-        c.log
+        if is_postgres(&db) {
+            Child::new(PgStore::connect(&db).await.unwrap(), me)
+                .work()
+                .await
+        } else {
+            let s = SqliteStore::open(Path::new(&db), Durability::Process)
+                .await
+                .unwrap();
+            Child::new(s, me).work().await
+        }
     });
     let mut text = String::new();
     for l in lines {
@@ -219,8 +273,8 @@ struct Abandoned {
     k: u32,
 }
 
-struct Child {
-    store: SqliteStore,
+struct Child<S> {
+    store: S,
     me: usize,
     rng: u64,
     acquisitions: u32,
@@ -229,7 +283,18 @@ struct Child {
     log: Vec<Value>,
 }
 
-impl Child {
+impl<S: StateStore> Child<S> {
+    fn new(store: S, me: usize) -> Child<S> {
+        Child {
+            store,
+            me,
+            rng: 0x9e37_79b9_7f4a_7c15 ^ (me as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d),
+            acquisitions: 0,
+            posts: 0,
+            log: Vec::new(),
+        }
+    }
+
     fn next(&mut self, n: u64) -> u64 {
         // xorshift64*
         self.rng ^= self.rng >> 12;
@@ -238,7 +303,8 @@ impl Child {
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
     }
 
-    async fn work(&mut self) {
+    /// Claims, commits and posts for a while; what it did, as log lines.
+    async fn work(mut self) -> Vec<Value> {
         let start = Instant::now();
         let mut abandoned: Vec<Abandoned> = Vec::new();
         loop {
@@ -274,6 +340,7 @@ impl Child {
                 self.cas(&run, Some(&token), None).await;
             }
         }
+        self.log
     }
 
     /// Takes `run` if it is free or its holder's lease expired.

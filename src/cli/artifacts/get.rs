@@ -12,7 +12,7 @@ use super::{append, find, step_blobs, step_file};
 
 pub(super) async fn get(data: &DataArgs, id: &str, output: &Path, force: bool) -> Result<ExitCode> {
     let store = data.existing_store().await?;
-    let a = find(&store, id).await?;
+    let a = find(&super::Local(&store), id).await?;
     let blobs = step_blobs(data)?;
     let digest: Digest = a.digest.parse()?;
     let kind: ArtifactKind = a.kind.parse()?;

@@ -17,7 +17,7 @@ pub(super) async fn inspect<S: ArtifactIndex>(
     id: &str,
     rows: usize,
 ) -> Result<ExitCode> {
-    let a = find(store, id).await?;
+    let a = find(&super::Local(store), id).await?;
     let blobs = data.blobs()?;
     let digest: Digest = a.digest.parse()?;
     let tmp = tempfile::tempdir()?;

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kaon_store::{ArtifactIndex, ArtifactRow, Direction};
+use kaon_store::{ArtifactRow, Direction};
 use serde_json::json;
 
-use super::{LineageFormat, find, short, to_json};
+use super::{LineageFormat, Lookup, find, short, to_json};
 
-pub(super) async fn lineage<S: ArtifactIndex>(
-    store: &S,
+pub(super) async fn lineage(
+    store: &impl Lookup,
     id: &str,
     dir: Direction,
     depth: u32,

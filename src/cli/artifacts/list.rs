@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kaon_store::{ArtifactFilter, ArtifactIndex};
+use kaon_store::ArtifactFilter;
 
-use super::{Format, short, size, to_json};
+use super::{Format, Lookup, short, size, to_json};
 
-pub(super) async fn list<S: ArtifactIndex>(
-    store: &S,
+pub(super) async fn list(
+    store: &impl Lookup,
     f: &ArtifactFilter,
     format: Format,
 ) -> Result<ExitCode> {

@@ -5,33 +5,30 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kaon_artifacts::Digest;
-use kaon_store::{ArtifactIndex, Direction};
+use kaon_artifacts::proto::Manifest;
+use kaon_store::{ArtifactRow, Direction};
 use serde_json::json;
 
-use super::super::common::{self, DataArgs};
-use super::{Format, find, short, size, to_json};
+use super::super::common;
+use super::{Format, Lookup, short, size, to_json};
 
-pub(super) async fn show<S: ArtifactIndex>(
-    data: &DataArgs,
-    store: &S,
-    id: &str,
+/// Shows artifact `a`. `present`: whether its blob is in the artifact
+/// store, and `manifest` a folder's files, when they were looked at (a
+/// server's store is not).
+pub(super) async fn show(
+    store: &impl Lookup,
+    a: ArtifactRow,
+    present: Option<bool>,
+    manifest: Option<Manifest>,
     format: Format,
 ) -> Result<ExitCode> {
-    let a = find(store, id).await?;
-    let blobs = data.blobs()?;
-    let digest: Digest = a.digest.parse()?;
-    let present = blobs.contains(&digest).await?;
     let up = store.lineage(&a.id, Direction::Upstream, 1).await?;
     let down = store.lineage(&a.id, Direction::Downstream, 1).await?;
-    let manifest = if a.kind == "dir" && present {
-        Some(blobs.manifest(&digest).await?)
-    } else {
-        None
-    };
     if let Format::Json = format {
         let mut v = to_json(&a);
-        v["present"] = json!(present);
+        if let Some(p) = present {
+            v["present"] = json!(p);
+        }
         v["read_from"] = json!(up.iter().map(|e| &e.from).collect::<Vec<_>>());
         v["read_by"] = json!(
             down.iter()
@@ -60,14 +57,16 @@ pub(super) async fn show<S: ArtifactIndex>(
     kaon::outln!("  size        {} ({} bytes)", size(a.size), a.size);
     kaon::outln!("  media type  {}", a.media_type);
     kaon::outln!("  digest      {}", a.digest);
-    kaon::outln!(
-        "  blob        {}",
-        if present {
-            "present"
-        } else {
-            "MISSING from the artifact store"
-        }
-    );
+    if let Some(p) = present {
+        kaon::outln!(
+            "  blob        {}",
+            if p {
+                "present"
+            } else {
+                "MISSING from the artifact store"
+            }
+        );
+    }
     if let Some(run) = &a.run {
         kaon::outln!(
             "  made by     {} in run {run} (attempt {})",

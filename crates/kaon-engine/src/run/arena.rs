@@ -189,7 +189,7 @@ impl RunState {
     }
 
     /// Recomputes every counter from the node states.
-    fn recount(&mut self) {
+    pub(super) fn recount(&mut self) {
         for s in &mut self.scopes {
             s.left = 0;
             s.failed = 0;

@@ -56,17 +56,7 @@ impl RunState {
                 }
             }
         } else {
-            let next = match &state {
-                StepState::Cancelled => StepState::Cancelled,
-                StepState::Skipped {
-                    reason: r @ SkipReason::UpstreamFailed { .. },
-                } => StepState::Skipped { reason: r.clone() },
-                _ => StepState::Skipped {
-                    reason: SkipReason::UpstreamFailed {
-                        upstream: self.key(NodeId(n)),
-                    },
-                },
-            };
+            let next = self.after_upstream(n, &state);
             for s in succs {
                 self.finish(base + s, next.clone());
             }
@@ -81,6 +71,23 @@ impl RunState {
         }
         if self.scopes[scope as usize].left == 0 {
             self.scope_done(scope);
+        }
+    }
+
+    /// What a node becomes when its predecessor `n` ended in `state`,
+    /// which does not let it run: cancelled after a cancel, skipped after
+    /// a failure (naming the node that failed first).
+    pub(super) fn after_upstream(&self, n: u32, state: &StepState) -> StepState {
+        match state {
+            StepState::Cancelled => StepState::Cancelled,
+            StepState::Skipped {
+                reason: r @ SkipReason::UpstreamFailed { .. },
+            } => StepState::Skipped { reason: r.clone() },
+            _ => StepState::Skipped {
+                reason: SkipReason::UpstreamFailed {
+                    upstream: self.key(NodeId(n)),
+                },
+            },
         }
     }
 

@@ -5,6 +5,7 @@
 //! nodes and expands blocks, `finish` propagates terminal states, `admit`
 //! and `launch` start attempts, `exits` judges their end and retries,
 //! `timers`, `waits`, `child`, `cancel` and `recovery` handle the rest,
+//! `retry` brings a failed step back by hand ([`RunState::retry`]),
 //! `resolve` reads references, and `spark` renders Spark jobs.
 
 mod admit;
@@ -17,6 +18,7 @@ mod finish;
 mod launch;
 mod recovery;
 mod resolve;
+mod retry;
 mod spark;
 mod timers;
 mod waits;

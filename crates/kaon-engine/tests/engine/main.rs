@@ -11,6 +11,7 @@ mod expand;
 mod finish;
 mod launch;
 mod recovery;
+mod retry;
 mod support;
 mod timers;
 mod waits;

@@ -17,6 +17,7 @@ use crate::spec::{Workflow, WorkflowOutput};
 
 mod kinds;
 mod params;
+mod schedules;
 mod steps;
 mod values;
 
@@ -80,7 +81,15 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
-const WORKFLOW_KEYS: &[&str] = &["name", "description", "flow", "outputs", "code"];
+const WORKFLOW_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "flow",
+    "outputs",
+    "code",
+    "schedule",
+    "trigger",
+];
 const TOP_KEYS: &[&str] = &["workflow", "params", "steps"];
 
 impl Decoder<'_, '_> {
@@ -124,6 +133,15 @@ impl Decoder<'_, '_> {
             Some(v) => self.params(v),
             None => IndexMap::new(),
         };
+        let mut names = schedules::Names::default();
+        let schedules = match self.get(wf, "schedule") {
+            Some(v) => self.schedules(v, &params, &mut names),
+            None => Vec::new(),
+        };
+        let triggers = match self.get(wf, "trigger") {
+            Some(v) => self.triggers(v, &params, name.as_deref(), &mut names),
+            None => Vec::new(),
+        };
         let (steps, invalid_steps) = match self.get(root, "steps") {
             Some(v) => self.steps(v),
             None => {
@@ -158,6 +176,8 @@ impl Decoder<'_, '_> {
             steps,
             outputs,
             code,
+            schedules,
+            triggers,
             flow,
             file: self.file,
             path: path.to_path_buf(),

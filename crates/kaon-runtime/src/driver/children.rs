@@ -103,7 +103,7 @@ where
                 )
                 .await
                 .map_err(RuntimeError::store(format!("cannot claim run {child}")))?;
-            self.hold(child, &root, state, validated, link, Event::Recovered);
+            self.hold(child, &root, state, validated, link, Some(Event::Recovered));
             return Ok(());
         }
         let params = match bound {
@@ -146,7 +146,14 @@ where
         });
         let program = Arc::new(Program::new(validated.clone(), base_dir(&validated)));
         let state = RunState::new(child, program, params, options);
-        self.hold(child, &root, state, validated, link, Event::RunStarted);
+        self.hold(
+            child,
+            &root,
+            state,
+            validated,
+            link,
+            Some(Event::RunStarted),
+        );
         Ok(())
     }
 }

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use kaon_engine::{Event, Program, RunState};
+use kaon_engine::{Action, Event, Millis, Program, RetryError, RunState};
 use kaon_exec::Executor;
-use kaon_store::{ArtifactIndex, MessageBody, StateStore};
-use serde_json::Value;
+use kaon_model::Validated;
+use kaon_store::{ArtifactIndex, MessageBody, RunRow, StateStore};
+use serde_json::{Map, Value};
 
-use super::{Driver, Root, RunCtx};
+use super::{Driver, RetryAsk, Root, RunCtx};
 use crate::error::RuntimeError;
 use crate::observe::Change;
 use crate::owner::{base_dir, now_ms};
@@ -45,6 +46,34 @@ where
                     let _ = loaded.send(Err(e));
                 }
             },
+            Command::Retry {
+                run,
+                step,
+                loaded,
+                done,
+            } => match self.retry_stored(*run, &step).await {
+                Ok(id) => {
+                    if let Some(r) = self.roots.get_mut(&id) {
+                        r.done = Some(done);
+                    }
+                    // Told once the reset is committed, on the next turn.
+                    self.after_commit.push((id, loaded));
+                }
+                Err(e) => {
+                    let _ = loaded.send(Err(e));
+                }
+            },
+            Command::RetryStep { run, step, retried } => {
+                if self.runs.contains_key(&run) {
+                    self.retries.push(RetryAsk {
+                        run,
+                        step,
+                        reply: retried,
+                    });
+                } else {
+                    let _ = retried.send(Err(RuntimeError::NotDriven { run }));
+                }
+            }
             Command::Post { run, body, posted } => {
                 let result = self.post(&run, &body).await;
                 let _ = posted.send(result);
@@ -111,7 +140,7 @@ where
             root: id.clone(),
             workflow: validated.workflow.name.clone(),
         });
-        self.hold(&id, &id, state, validated, None, Event::RunStarted);
+        self.hold(&id, &id, state, validated, None, Some(Event::RunStarted));
         Ok(id)
     }
 
@@ -138,7 +167,7 @@ where
                 cancelling: cancel.is_some(),
             },
         );
-        self.hold(&id, &id, state, validated, None, Event::Recovered);
+        self.hold(&id, &id, state, validated, None, Some(Event::Recovered));
         if let Some(reason) = cancel {
             self.pending
                 .push_back((id.clone(), Event::CancelRequested { reason }));
@@ -146,15 +175,116 @@ where
         Ok(id)
     }
 
-    /// Holds a run in memory and queues its first event.
+    /// Retries a step of a stored run the caller claimed, and holds it.
+    /// On a refusal nothing is held and the caller's claim is let go of.
+    async fn retry_stored(&mut self, run: ResumedRun, step: &str) -> Result<String, RuntimeError> {
+        let ResumedRun {
+            row,
+            validated,
+            params,
+            cancel,
+            observer,
+        } = run;
+        if self.runs.contains_key(&row.id) {
+            return Err(RuntimeError::Driving {
+                run: row.id.clone(),
+            });
+        }
+        let id = row.id.clone();
+        let now = now_ms();
+        let retried = match (&row.parent, cancel) {
+            (Some((parent, _)), _) => Err(RuntimeError::ChildRun {
+                run: id.clone(),
+                parent: parent.clone(),
+            }),
+            (None, Some(_)) => Err(RetryError::Cancelling { run: id.clone() }.into()),
+            (None, None) => {
+                retried_state(
+                    self.store.as_ref(),
+                    &row,
+                    validated.clone(),
+                    params,
+                    step,
+                    now,
+                )
+                .await
+            }
+        };
+        let (state, out) = match retried {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self
+                    .store
+                    .claim(&id, Some(&self.opts.owner), None, now as i64)
+                    .await;
+                return Err(e);
+            }
+        };
+        self.roots.insert(
+            id.clone(),
+            Root {
+                observer,
+                done: None,
+                cancelling: false,
+            },
+        );
+        self.hold(&id, &id, state, validated, None, None);
+        // Carried out on the next turn, after the reset is committed.
+        let mut owed = std::mem::take(&mut self.owed);
+        self.route(&id, out, &mut owed);
+        self.owed = owed;
+        Ok(id)
+    }
+
+    /// Retries a step of a run held here; its actions join the turn's.
+    pub(super) fn retry_held(
+        &mut self,
+        run: &str,
+        step: &str,
+        now: Millis,
+        actions: &mut Vec<(String, Action)>,
+    ) -> Result<(), RuntimeError> {
+        let Some(ctx) = self.runs.get_mut(run) else {
+            return Err(RuntimeError::NotDriven {
+                run: run.to_string(),
+            });
+        };
+        if let Some((parent, ..)) = &ctx.parent
+            && ctx.state.status.is_terminal()
+        {
+            // Its parent heard of its end and moved on.
+            return Err(RuntimeError::ChildRun {
+                run: run.to_string(),
+                parent: parent.clone(),
+            });
+        }
+        // A run driven only to be cancelled keeps its secrets sealed and
+        // launches nothing.
+        if self.roots.get(&ctx.root).is_some_and(|r| r.cancelling) {
+            return Err(RetryError::Cancelling {
+                run: run.to_string(),
+            }
+            .into());
+        }
+        let out = ctx.state.retry(step, now)?;
+        // A root that ended this turn, or that is held until its last
+        // steps let go of their resources, runs again: its end is not
+        // carried out.
+        ctx.done = false;
+        actions.retain(|(r, a)| !(r == run && matches!(a, Action::RunFinished { .. })));
+        self.route(run, out, actions);
+        Ok(())
+    }
+
+    /// Holds a run in memory and queues its first event, if it has one.
     pub(super) fn hold(
         &mut self,
         id: &str,
         root: &str,
         state: RunState,
-        validated: Arc<kaon_model::Validated>,
+        validated: Arc<Validated>,
         parent: Option<(String, kaon_engine::NodeId, u32)>,
-        first: Event,
+        first: Option<Event>,
     ) {
         self.runs.insert(
             id.to_string(),
@@ -166,7 +296,9 @@ where
                 done: false,
             },
         );
-        self.pending.push_back((id.to_string(), first));
+        if let Some(first) = first {
+            self.pending.push_back((id.to_string(), first));
+        }
     }
 
     /// Commits a message to a run's inbox, then reads it: the same path as
@@ -214,4 +346,24 @@ where
         }
         Ok(())
     }
+}
+
+/// A stored run's state with a step retried, and the actions owed: a run
+/// left running by a process that is gone first finds again what was
+/// under way, as `resume` does.
+async fn retried_state<S: StateStore + ?Sized>(
+    store: &S,
+    row: &RunRow,
+    validated: Arc<Validated>,
+    params: Map<String, Value>,
+    step: &str,
+    now: Millis,
+) -> Result<(RunState, Vec<Action>), RuntimeError> {
+    let mut state = load_state(store, row, validated, params).await?;
+    let mut out = Vec::new();
+    if !state.status.is_terminal() {
+        out = state.apply(Event::Recovered, now)?;
+    }
+    out.extend(state.retry(step, now)?);
+    Ok((state, out))
 }

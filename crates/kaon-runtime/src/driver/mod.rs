@@ -61,6 +61,13 @@ pub(crate) struct MemoDone {
     pub(crate) event: Event,
 }
 
+/// A retry asked of a run this loop holds, applied on the next turn.
+pub(crate) struct RetryAsk {
+    pub(crate) run: String,
+    pub(crate) step: String,
+    pub(crate) reply: oneshot::Sender<Result<(), RuntimeError>>,
+}
+
 /// Memoization's parts: the blobs and a cache of code digests.
 pub(crate) struct MemoCtx {
     pub(crate) blobs: kaon_artifacts::ArtifactStore,
@@ -87,6 +94,13 @@ pub(crate) struct Driver<S, E> {
     memo: Option<Arc<MemoCtx>>,
     /// Memo key parts decided since the last commit.
     keys: Vec<KeyRow>,
+    /// Actions of transitions made outside a turn (a stored run retried),
+    /// carried out on the next turn, after its commit.
+    owed: Vec<(String, Action)>,
+    /// Retries asked of runs held here, for the next turn.
+    retries: Vec<RetryAsk>,
+    /// Callers waiting for the next commit (of the run named): told then.
+    after_commit: Vec<(String, oneshot::Sender<Result<(), RuntimeError>>)>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -128,6 +142,9 @@ where
                 })
             }),
             keys: Vec::new(),
+            owed: Vec::new(),
+            retries: Vec::new(),
+            after_commit: Vec::new(),
             shutdown: None,
         }
     }
@@ -169,7 +186,7 @@ where
             if self.shutdown.is_some() {
                 return Ok(());
             }
-            if !self.pending.is_empty() {
+            if self.has_work() {
                 continue;
             }
             let sleep = match self.timers.next_at() {
@@ -209,6 +226,14 @@ where
             let now = now_ms();
             self.pending.extend(self.timers.due(now));
         }
+    }
+
+    /// True when the next turn has something to do without waiting.
+    fn has_work(&self) -> bool {
+        !self.pending.is_empty()
+            || !self.owed.is_empty()
+            || !self.retries.is_empty()
+            || !self.after_commit.is_empty()
     }
 
     async fn heartbeat(&mut self) -> Result<(), RuntimeError> {
@@ -271,7 +296,8 @@ where
     /// One turn: apply, admit, commit, act.
     async fn tick(&mut self) -> Result<(), RuntimeError> {
         let now = now_ms();
-        let mut actions: Vec<(String, Action)> = Vec::new();
+        let mut actions: Vec<(String, Action)> = std::mem::take(&mut self.owed);
+        let mut waiting = std::mem::take(&mut self.after_commit);
         // A run whose state refuses an event (a damaged store, a bug) is
         // let go of; the loop and the other runs go on.
         let mut broken: Vec<(String, RuntimeError)> = Vec::new();
@@ -282,6 +308,16 @@ where
             match ctx.state.apply(ev, now) {
                 Ok(out) => self.route(&run, out, &mut actions),
                 Err(e) => broken.push((run, e.into())),
+            }
+        }
+        // Retries come after the events that came before them (a resumed
+        // run's `Recovered` first).
+        for ask in std::mem::take(&mut self.retries) {
+            match self.retry_held(&ask.run, &ask.step, now, &mut actions) {
+                Ok(()) => waiting.push((ask.run, ask.reply)),
+                Err(e) => {
+                    let _ = ask.reply.send(Err(e));
+                }
             }
         }
         for (run, node) in self.admission.admit() {
@@ -309,6 +345,15 @@ where
             self.fail_run(&run, e).await;
         }
         self.commit(now).await?;
+        for (run, reply) in waiting {
+            // A run let go of during the commit (taken over) was not
+            // committed here.
+            let _ = reply.send(if self.runs.contains_key(&run) {
+                Ok(())
+            } else {
+                Err(RuntimeError::TakenOver { run })
+            });
+        }
         for (run, a) in actions {
             // Only for runs still held: a run let go of during the commit
             // (taken over by another process) has its actions carried out

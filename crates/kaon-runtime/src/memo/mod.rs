@@ -11,6 +11,7 @@
 //! line they are substituted into, so a parameter a step does not use does
 //! not change its key.
 
+pub mod explain;
 mod key;
 mod reuse;
 

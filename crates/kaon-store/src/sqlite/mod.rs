@@ -8,11 +8,13 @@
 //!
 //! `open` creates, migrates and locks the file; `batch` writes a commit;
 //! `state` answers the [`StateStore`] contract (runs, nodes, claims, the
-//! inbox); `artifacts` the [`crate::ArtifactIndex`].
+//! inbox); `artifacts` the [`crate::ArtifactIndex`]; `service` the
+//! [`crate::ServiceStore`] (workflows, schedules, ticks, tokens).
 
 mod artifacts;
 mod batch;
 mod open;
+mod service;
 mod state;
 
 use sqlx::sqlite::SqlitePool;

@@ -124,11 +124,16 @@ impl StateStore for SqliteStore {
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLS} FROM runs \
              WHERE (?1 IS NULL OR status = ?1) AND (?2 OR parent_run IS NULL) \
+               AND (?4 IS NULL OR workflow = ?4) \
+               AND (?5 IS NULL OR (created_ms, id) < \
+                    (SELECT created_ms, id FROM runs WHERE id = ?5)) \
              ORDER BY created_ms DESC, id DESC LIMIT ?3"
         ))
         .bind(filter.status.map(|s| s.as_str()))
         .bind(filter.children)
         .bind(filter.limit.map(i64::from).unwrap_or(-1))
+        .bind(filter.workflow.as_deref())
+        .bind(filter.after.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_row).collect()

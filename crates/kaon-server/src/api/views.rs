@@ -1,0 +1,148 @@
+//! How stored rows are shown by the API.
+
+use kaon_store::{NodeRow, RunRow};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A run.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunView {
+    /// Its id.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The workflow file.
+    pub path: String,
+    /// The deployed version (a digest of the workflow's sources).
+    pub digest: String,
+    /// `running`, `succeeded`, `failed`, `cancelled`.
+    pub status: String,
+    /// Parameter values; a secret shows as `<secret>`.
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// For a sub-workflow's run: its parent run.
+    pub parent: Option<String>,
+    /// Its sub-workflow step's node in the parent.
+    pub parent_node: Option<u32>,
+    /// When it was created (ms since the epoch).
+    pub created_ms: i64,
+    /// When it ended.
+    pub finished_ms: Option<i64>,
+    /// The process driving it (`pid:start@host`), if any.
+    pub owner: Option<String>,
+    /// The workflow's outputs, once it succeeded.
+    #[schema(value_type = Object)]
+    pub outputs: Option<Value>,
+    /// Why it ended as it did.
+    pub message: Option<String>,
+    /// Signals received, latest value per name.
+    #[schema(value_type = Object)]
+    pub signals: Option<Value>,
+}
+
+impl RunView {
+    pub fn of(r: &RunRow) -> RunView {
+        let params = serde_json::from_str::<Value>(&r.params)
+            .map(hide_secrets)
+            .unwrap_or(Value::Null);
+        let data: Value = serde_json::from_str(&r.data).unwrap_or(Value::Null);
+        RunView {
+            id: r.id.clone(),
+            workflow: r.workflow.clone(),
+            path: r.path.clone(),
+            digest: r.digest.clone(),
+            status: r.status.as_str().to_string(),
+            params,
+            parent: r.parent.as_ref().map(|(p, _)| p.clone()),
+            parent_node: r.parent.as_ref().map(|(_, n)| *n),
+            created_ms: r.created_ms,
+            finished_ms: r.finished_ms,
+            owner: r.owner.clone(),
+            outputs: data.get("outputs").cloned(),
+            message: data
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            signals: data.get("signals").cloned(),
+        }
+    }
+}
+
+/// Sealed secret values (`{"kaon:secret": ...}`) become `<secret>`: even
+/// sealed, they are nobody's business.
+fn hide_secrets(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let hidden = v.as_object().is_some_and(|o| o.contains_key("kaon:secret"));
+                    (
+                        k,
+                        if hidden {
+                            Value::String("<secret>".into())
+                        } else {
+                            v
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A node of a run: a step instance or a block.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NodeView {
+    /// Its id within the run.
+    pub id: u32,
+    /// Its scope.
+    pub scope: u32,
+    /// Its instance key, e.g. `train[reg=US]`.
+    pub key: String,
+    /// Step name or block label.
+    pub name: String,
+    /// `command`, `spark`, `for-each`, `wait`, ...
+    pub kind: String,
+    /// `pending`, `waiting`, `ready`, `starting`, `running`, `succeeded`,
+    /// `memoized`, `failed`, `skipped`, `cancelled`.
+    pub state: String,
+    /// Attempts started.
+    pub attempt: u32,
+    /// When its first attempt started.
+    pub started_ms: Option<i64>,
+    /// When it ended.
+    pub finished_ms: Option<i64>,
+    /// Facts of its state: exit, reason, outputs, Spark progress.
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+impl NodeView {
+    pub fn of(n: &NodeRow) -> NodeView {
+        NodeView {
+            id: n.id,
+            scope: n.scope,
+            key: n.key.clone(),
+            name: n.name.clone(),
+            kind: n.kind.as_str().to_string(),
+            state: n.state.as_str().to_string(),
+            attempt: n.attempt,
+            started_ms: n.started_ms,
+            finished_ms: n.finished_ms,
+            data: serde_json::from_str(&n.data).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// A run with its nodes and child runs.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunDetail {
+    /// The run.
+    pub run: RunView,
+    /// Its nodes, by id (nodes never stored are pending and not listed).
+    pub nodes: Vec<NodeView>,
+    /// Its sub-workflows' runs.
+    pub children: Vec<RunView>,
+}

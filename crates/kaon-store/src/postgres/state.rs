@@ -1,0 +1,324 @@
+//! The [`StateStore`] contract: runs, their scopes and nodes, claims and
+//! heartbeats, the inbox.
+
+use std::str::FromStr;
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use crate::{
+    Batch, Message, MessageBody, NodeRow, RunFilter, RunRow, ScopeRow, StateStore, StoreError,
+};
+
+// Column lists as macros, not consts, so that every statement is one
+// `&'static str` put together by `concat!` at compile time: no SQL is
+// assembled at run time.
+macro_rules! run_cols {
+    () => {
+        "id, workflow, path, digest, params, options, parent_run, parent_node, \
+         status, data, created_ms, finished_ms, owner, heartbeat_ms"
+    };
+}
+macro_rules! node_cols {
+    () => {
+        "id, scope, key, name, kind, state, attempt, started_ms, finished_ms, data"
+    };
+}
+
+fn run_row(r: &PgRow) -> Result<RunRow, StoreError> {
+    let id: String = r.try_get("id")?;
+    let parent_run: Option<String> = r.try_get("parent_run")?;
+    let parent_node: Option<i64> = r.try_get("parent_node")?;
+    let status = typed(r, "status", || (id.clone(), "status".to_string()))?;
+    Ok(RunRow {
+        workflow: r.try_get("workflow")?,
+        path: r.try_get("path")?,
+        digest: r.try_get("digest")?,
+        params: r.try_get("params")?,
+        options: r.try_get("options")?,
+        parent: parent_run.zip(parent_node.map(|n| n as u32)),
+        status,
+        data: r.try_get("data")?,
+        created_ms: r.try_get("created_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        owner: r.try_get("owner")?,
+        heartbeat_ms: r.try_get("heartbeat_ms")?,
+        id,
+    })
+}
+
+fn node_row(run: &str, r: &PgRow) -> Result<NodeRow, StoreError> {
+    let id = r.try_get::<i64, _>("id")? as u32;
+    let key: String = r.try_get("key")?;
+    let place = |col: &str| (run.to_string(), format!("{col} of node {id} ({key})"));
+    Ok(NodeRow {
+        id,
+        scope: r.try_get::<i64, _>("scope")? as u32,
+        name: r.try_get("name")?,
+        kind: typed(r, "kind", || place("kind"))?,
+        state: typed(r, "state", || place("state"))?,
+        attempt: r.try_get::<i64, _>("attempt")? as u32,
+        started_ms: r.try_get("started_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        data: r.try_get("data")?,
+        key,
+    })
+}
+
+/// Reads a text column as one of the [`crate::row`] types. A text this
+/// build does not know is [`StoreError::Damaged`], naming the run and the
+/// value (`place` gives both, only when needed).
+fn typed<T: FromStr>(
+    r: &PgRow,
+    col: &str,
+    place: impl FnOnce() -> (String, String),
+) -> Result<T, StoreError> {
+    let text: String = r.try_get(col)?;
+    text.parse().map_err(|_| {
+        let (run, what) = place();
+        StoreError::Damaged {
+            run,
+            what,
+            value: text,
+        }
+    })
+}
+
+impl StateStore for PgStore {
+    async fn create_run(&self, run: &RunRow) -> Result<(), StoreError> {
+        // `ON CONFLICT DO NOTHING` rather than catching the unique violation
+        // (23505): a taken id is an answer, not a failed statement, and a
+        // concurrent create of the same id waits for the first and then
+        // finds it taken.
+        let r = sqlx::query(
+            "INSERT INTO runs (id, workflow, path, digest, params, options, parent_run, parent_node, \
+             status, data, created_ms, finished_ms, owner, heartbeat_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&run.id)
+        .bind(&run.workflow)
+        .bind(&run.path)
+        .bind(&run.digest)
+        .bind(&run.params)
+        .bind(&run.options)
+        .bind(run.parent.as_ref().map(|p| &p.0))
+        .bind(run.parent.as_ref().map(|p| i64::from(p.1)))
+        .bind(run.status.as_str())
+        .bind(&run.data)
+        .bind(run.created_ms)
+        .bind(run.finished_ms)
+        .bind(&run.owner)
+        .bind(run.heartbeat_ms)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::RunExists(run.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, batches: &[Batch]) -> Result<(), StoreError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        Self::write(&mut tx, batches).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(run_row).transpose()
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        // `LIMIT NULL` is no limit.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs \
+             WHERE ($1::text IS NULL OR status = $1) AND ($2 OR parent_run IS NULL) \
+               AND ($4::text IS NULL OR workflow = $4) \
+               AND ($5::text IS NULL OR (created_ms, id) < \
+                    (SELECT created_ms, id FROM runs WHERE id = $5)) \
+             ORDER BY created_ms DESC, id DESC LIMIT $3"
+        ))
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.children)
+        .bind(filter.limit.map(i64::from))
+        .bind(filter.workflow.as_deref())
+        .bind(filter.after.as_deref())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn children(&self, id: &str) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs WHERE parent_run = $1 ORDER BY created_ms, id"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn scopes(&self, run: &str) -> Result<Vec<ScopeRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tmpl, parent, idx, vars FROM scopes WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScopeRow {
+                    id: r.try_get::<i64, _>("id")? as u32,
+                    tmpl: r.try_get::<i64, _>("tmpl")? as u32,
+                    parent: r.try_get::<Option<i64>, _>("parent")?.map(|p| p as u32),
+                    index: r.try_get::<i64, _>("idx")? as u32,
+                    vars: r.try_get("vars")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn nodes(&self, run: &str) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            node_cols!(),
+            " FROM nodes WHERE run_id = $1 ORDER BY id"
+        ))
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| node_row(run, r)).collect()
+    }
+
+    async fn nodes_named(&self, run: &str, name: &str) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            node_cols!(),
+            " FROM nodes WHERE run_id = $1 AND (name = $2 OR key = $2) ORDER BY id"
+        ))
+        .bind(run)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| node_row(run, r)).collect()
+    }
+
+    async fn claim(
+        &self,
+        run: &str,
+        expected: Option<&str>,
+        owner: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        // One statement is the compare-and-set: a concurrent claim (or a
+        // fenced commit, which locks the row) makes this one wait, and the
+        // `WHERE` is then checked again against the row it left.
+        let r = sqlx::query(
+            "UPDATE runs SET owner = $1, heartbeat_ms = $2 \
+             WHERE id = $3 AND owner IS NOT DISTINCT FROM $4",
+        )
+        .bind(owner)
+        .bind(now_ms)
+        .bind(run)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            return Ok(());
+        }
+        let holder: Option<Option<String>> =
+            sqlx::query_scalar("SELECT owner FROM runs WHERE id = $1")
+                .bind(run)
+                .fetch_optional(&self.pool)
+                .await?;
+        match holder {
+            None => Err(StoreError::NoSuchRun(run.into())),
+            Some(holder) => Err(StoreError::Held {
+                run: run.into(),
+                owner: holder.unwrap_or_else(|| "nobody".into()),
+            }),
+        }
+    }
+
+    async fn heartbeat(&self, run: &str, owner: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE runs SET heartbeat_ms = $1 WHERE id = $2 AND owner = $3")
+            .bind(now_ms)
+            .bind(run)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn post(&self, run: &str, body: &MessageBody, now_ms: i64) -> Result<i64, StoreError> {
+        let (kind, name, value) = match body {
+            MessageBody::Signal { name, value } => ("signal", Some(name.as_str()), value.as_str()),
+            MessageBody::Cancel { reason } => ("cancel", None, reason.as_str()),
+            MessageBody::Kill { step, reason } => ("kill", Some(step.as_str()), reason.as_str()),
+        };
+        // Inserted only if the run exists, so a missing run is an answer
+        // (no row) rather than a foreign-key error.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO inbox (run_id, kind, name, value, created_ms) \
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1) \
+             RETURNING id",
+        )
+        .bind(run)
+        .bind(kind)
+        .bind(name)
+        .bind(value)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.ok_or_else(|| StoreError::NoSuchRun(run.into()))
+    }
+
+    async fn inbox(&self, run: &str) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, kind, name, value, created_ms FROM inbox \
+             WHERE run_id = $1 AND consumed_ms IS NULL ORDER BY id",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.try_get("kind")?;
+            let value: Option<String> = r.try_get("value")?;
+            let body = match kind.as_str() {
+                "signal" => MessageBody::Signal {
+                    name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+                    value: value.unwrap_or_else(|| "null".into()),
+                },
+                "kill" => MessageBody::Kill {
+                    step: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+                    reason: value.unwrap_or_default(),
+                },
+                _ => MessageBody::Cancel {
+                    reason: value.unwrap_or_default(),
+                },
+            };
+            out.push(Message {
+                id: r.try_get("id")?,
+                run: r.try_get("run_id")?,
+                body,
+                created_ms: r.try_get("created_ms")?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,10 @@
+//! `kaon server` end to end: a real server process, on SQLite and on a
+//! real PostgreSQL, driven over HTTP.
+#![allow(clippy::unwrap_used)] // a test that cannot proceed should panic right there
+
+mod api;
+mod auth;
+mod cli;
+mod harness;
+mod schedules;
+mod takeover;
