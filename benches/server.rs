@@ -23,9 +23,17 @@
 //! `KAON_BENCH_RUNS` (1000), `KAON_BENCH_WORKFLOWS` (200),
 //! `KAON_BENCH_CLIENTS` (concurrent submissions, 32),
 //! `KAON_BENCH_READ_EVERY_MS` (10; 0 reads back to back),
-//! `KAON_BENCH_CACHE=1` (cached steps: after the first run of a workflow,
-//! its steps are memo hits). PostgreSQL is the one `kaon_pgtest` gives
-//! tests (`KAON_TEST_PG_URL`, or a server of its own).
+//! `KAON_BENCH_CACHE=1` (cached steps: a step's memo key is the same in
+//! every run of every workflow, so all but the first few dozen steps are
+//! memo hits). PostgreSQL is the one `kaon_pgtest` gives tests
+//! (`KAON_TEST_PG_URL`, or a server of its own).
+//!
+//! "Where the time went" adds the store's commits (`/metrics`), the
+//! slowest read and when it came, and, timed after the server stopped,
+//! one pass of what the runtime's loop does per live run on timers (a
+//! heartbeat, an inbox read). Every read is kept in
+//! `target/tmp/bench-server/<backend>/reads.csv`; the server's log is
+//! `server.log` beside it. Figures are recorded in docs/benchmarks.md.
 #![allow(clippy::unwrap_used, missing_docs)] // a benchmark that cannot proceed should stop
 
 use std::io::{BufRead, BufReader};
@@ -303,6 +311,10 @@ struct Outcome {
     commits: f64,
     commit_mean_ms: f64,
     commits_over_10ms: f64,
+    commits_over_100ms: f64,
+    /// The slowest read under load: (ms, when in ms after the first
+    /// submission).
+    slowest: (f64, i64),
     hb_pass_ms: f64,
     inbox_pass_ms: f64,
 }
@@ -582,10 +594,13 @@ async fn measure(backend: &'static str, dir: &Path, db: &str) -> Outcome {
     let m = server.metrics().await;
     let commits = metric(&m, "kaon_store_commit_seconds_count");
     let commit_sum = metric(&m, "kaon_store_commit_seconds_sum");
-    let under_10ms = metric(
-        &m,
-        &format!("kaon_store_commit_seconds_bucket{{backend=\"{backend}\",le=\"0.01\"}}"),
-    );
+    let bucket = |le: &str| {
+        metric(
+            &m,
+            &format!("kaon_store_commit_seconds_bucket{{backend=\"{backend}\",le=\"{le}\"}}"),
+        )
+    };
+    let (under_10ms, under_100ms) = (bucket("0.01"), bucket("0.1"));
 
     drop(server);
     let (hb_pass_ms, inbox_pass_ms) = probe(db, &ids).await;
@@ -602,6 +617,12 @@ async fn measure(backend: &'static str, dir: &Path, db: &str) -> Outcome {
         ));
     }
     std::fs::write(dir.join("reads.csv"), csv).unwrap();
+    let slowest = reads
+        .iter()
+        .filter(|r| r.phase != "idle, after the load")
+        .map(|r| (r.ms, r.at - t0_ms))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap_or((f64::NAN, 0));
     let mut by: Vec<(&'static str, &'static str, Vec<f64>)> = Vec::new();
     for r in reads {
         match by
@@ -641,6 +662,8 @@ async fn measure(backend: &'static str, dir: &Path, db: &str) -> Outcome {
         commits,
         commit_mean_ms: commit_sum / commits * 1000.0,
         commits_over_10ms: commits - under_10ms,
+        commits_over_100ms: commits - under_100ms,
+        slowest,
         hb_pass_ms,
         inbox_pass_ms,
     }
@@ -740,12 +763,12 @@ fn main() {
     }
     println!("\n### Where the time went\n");
     println!(
-        "| backend | steps started during submissions | run turnaround p50 / p99 / max | runs not succeeded | server CPU | store commits | mean commit | commits > 10 ms | heartbeat pass | inbox pass |"
+        "| backend | steps started during submissions | run turnaround p50 / p99 / max | runs not succeeded | server CPU | store commits | mean commit | commits > 10 / 100 ms | slowest read under load | heartbeat pass | inbox pass |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for o in &out {
         println!(
-            "| {} | {} of {} | {:.0} / {:.0} / {:.0} ms | {} | {:.1}s | {:.0} | {:.2} ms | {:.0} | {:.0} ms | {:.0} ms |",
+            "| {} | {} of {} | {:.0} / {:.0} / {:.0} ms | {} | {:.1}s | {:.0} | {:.2} ms | {:.0} / {:.0} | {:.0} ms at {:.1}s | {:.0} ms | {:.0} ms |",
             o.backend,
             o.steps_during_submit,
             o.steps,
@@ -757,6 +780,9 @@ fn main() {
             o.commits,
             o.commit_mean_ms,
             o.commits_over_10ms,
+            o.commits_over_100ms,
+            o.slowest.0,
+            o.slowest.1 as f64 / 1000.0,
             o.hb_pass_ms,
             o.inbox_pass_ms,
         );

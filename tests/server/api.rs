@@ -222,11 +222,16 @@ async fn suite(site: Site) {
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    let done = server
-        .wait(&id, Duration::from_secs(60), |v| {
-            v["run"]["status"] != "running"
-        })
-        .await;
+    // Followed on its event stream to success.
+    let mut events = server.events(&id).await;
+    let ended = loop {
+        let (name, data) = events.next(Duration::from_secs(60)).await.unwrap();
+        if name == "finished" && data["run"] == id.as_str() {
+            break data;
+        }
+    };
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    let done = server.run(&id).await;
     assert_eq!(done["run"]["status"], "succeeded", "{done:#}");
     let make = done["nodes"]
         .as_array()

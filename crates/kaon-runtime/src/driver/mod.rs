@@ -172,6 +172,11 @@ where
     async fn run_inner(&mut self) -> Result<(), RuntimeError> {
         let mut inbox = tokio::time::interval(self.opts.inbox_every.max(Duration::from_millis(1)));
         let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+        // A pass over a thousand runs' inboxes can outlast the interval: the
+        // next waits a whole interval rather than starting at once
+        // (tokio's default, a burst, kept the loop busy with them).
+        inbox.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.tick().await?;
             self.finish_roots().await;
@@ -205,7 +210,14 @@ where
                         }
                     }
                 }
-                Some(done) = self.memo_rx.recv() => self.memo_done(done),
+                Some(done) = self.memo_rx.recv() => {
+                    // Every answer ready is taken in this turn, as executor
+                    // events are: one per turn cost a commit per memo hit.
+                    self.memo_done(done);
+                    while let Ok(done) = self.memo_rx.try_recv() {
+                        self.memo_done(done);
+                    }
+                }
                 cmd = self.cmds.recv() => match cmd {
                     Some(cmd) => self.command(cmd).await?,
                     // Every handle to the runner is gone: nobody can ask
