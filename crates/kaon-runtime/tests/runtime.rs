@@ -58,6 +58,21 @@ fn workflow(dir: &Path, text: &str) -> Arc<Validated> {
     Arc::new(loaded.result.unwrap_or_else(|| panic!("{problems:?}")))
 }
 
+/// The in-memory store and executor a runner is started on, and the
+/// executor's channel of events.
+fn twins() -> (
+    Arc<MemoryStore>,
+    Arc<MemoryExecutor>,
+    tokio::sync::mpsc::UnboundedReceiver<kaon_exec::ExecEvent>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryExecutor::new(tx)),
+        rx,
+    )
+}
+
 fn options(capacity: f64) -> RuntimeOptions {
     RuntimeOptions {
         capacity: Capacity {
@@ -179,9 +194,7 @@ command = ["t", "${i}"]
 cpus = 1
 "#;
     let v = workflow(dir.path(), text);
-    let store = Arc::new(MemoryStore::new());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = Arc::new(MemoryExecutor::new(tx));
+    let (store, exec, rx) = twins();
     exec.script("t", Script::hang());
     let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(3.0));
     let mut hs = Vec::new();
@@ -235,9 +248,7 @@ kind = "command"
 command = ["b"]
 "#;
     let v = workflow(dir.path(), text);
-    let store = Arc::new(MemoryStore::new());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = Arc::new(MemoryExecutor::new(tx));
+    let (store, exec, rx) = twins();
     let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(2.0));
     let h = runner
         .submit(new_run(RunId::parse("gate-1").unwrap(), &v, json!({})))
@@ -342,9 +353,7 @@ kind = "command"
 command = ["b"]
 "#;
     let v = workflow(dir.path(), text);
-    let store = Arc::new(MemoryStore::new());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = Arc::new(MemoryExecutor::new(tx));
+    let (store, exec, rx) = twins();
     exec.script("a", Script::hang());
     let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(4.0));
     let mut hs = Vec::new();
@@ -445,9 +454,7 @@ fn launches_of(exec: &MemoryExecutor, step: &str) -> Vec<u32> {
 async fn a_failed_run_retried_carries_on_from_the_failed_step() {
     let dir = tempfile::tempdir().unwrap();
     let v = workflow(dir.path(), CHAIN);
-    let store = Arc::new(MemoryStore::new());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = Arc::new(MemoryExecutor::new(tx));
+    let (store, exec, rx) = twins();
     exec.script_attempt("b", 1, Script::exit(1));
     exec.script_attempt("b", 2, Script::succeed().after(Duration::from_millis(500)));
     let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(2.0));
@@ -567,9 +574,7 @@ kind = "command"
 command = ["c"]
 "#;
     let v = workflow(dir.path(), text);
-    let store = Arc::new(MemoryStore::new());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = Arc::new(MemoryExecutor::new(tx));
+    let (store, exec, rx) = twins();
     exec.script_attempt("b", 1, Script::exit(1));
     exec.script("slow", Script::succeed().after(Duration::from_secs(2)));
     let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(2.0));
@@ -643,9 +648,7 @@ kind = "command"
 command = ["report"]
 "#;
     let v = workflow(dir.path(), text);
-    let store = Arc::new(MemoryStore::new());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = Arc::new(MemoryExecutor::new(tx));
+    let (store, exec, rx) = twins();
     exec.script("fit", Script::exit(1));
     let runner = Runner::start(store.clone(), exec.clone(), rx, None, options(2.0));
     let h = runner
