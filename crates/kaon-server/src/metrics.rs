@@ -88,7 +88,14 @@ impl Metrics {
                     kaon_runtime::rows::store_status(*status).as_str(),
                 );
             }
-            Change::RunCreated { .. } | Change::Released { .. } => {}
+            // A run let go of (to another server, or at shutdown) is
+            // not seen again here: nothing of it is kept.
+            Change::Released { run } => {
+                if let Ok(mut seen) = self.seen.lock() {
+                    seen.retain(|(r, _), _| r != run);
+                }
+            }
+            Change::RunCreated { .. } => {}
         }
     }
 
@@ -113,7 +120,7 @@ impl Metrics {
         c(
             &mut o,
             "kaon_schedule_ticks_fired_total",
-            "Schedule and trigger ticks that started (or queued) a run.",
+            "Schedule and trigger ticks whose run this server started.",
             self.ticks_fired.load(Ordering::Relaxed),
         );
         c(
