@@ -87,3 +87,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     })?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_password_is_never_shown() {
+        let data = DataArgs {
+            data_dir: ".kaon".into(),
+            artifacts: None,
+        };
+        for url in [
+            "postgres://kaon:s3cretA@db.internal/kaon",
+            "postgresql://kaon@db.internal/kaon?sslmode=require&password=s3cretB",
+        ] {
+            let shown = DbArgs {
+                db: Some(url.into()),
+            }
+            .describe(&data);
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("db.internal"), "{shown}");
+        }
+    }
+}

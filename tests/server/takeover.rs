@@ -126,6 +126,9 @@ async fn a_server_stopped_gracefully_leaves_its_steps_running() {
             state_of(v, "nap").as_deref() == Some("running")
         })
         .await;
+    // Event streams open at the stop do not hold the server up.
+    let _watching = server.events(&run).await;
+    let _all = server.all_events().await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
