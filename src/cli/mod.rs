@@ -27,6 +27,7 @@ mod server;
 mod signal;
 mod spark;
 mod tokens;
+mod ui;
 mod validate;
 
 /// kaon: a workflow orchestrator for machine-learning pipelines on Spark.
@@ -69,6 +70,7 @@ enum Command {
     Cache(cache::Args),
     Spark(spark::Args),
     Server(server::Args),
+    Ui(ui::Args),
     Db(db::Args),
     Tokens(tokens::Args),
 }
@@ -97,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill(a) => kill::run(a),
         Command::Spark(a) => spark::run(a),
         Command::Server(a) => server::run(a),
+        Command::Ui(a) => ui::run(a),
         Command::Db(a) => db::run(a),
         Command::Tokens(a) => tokens::run(a),
     }

@@ -83,20 +83,23 @@ async fn serve(args: Args) -> Result<ExitCode> {
         args.db.describe(&args.data),
         args.data.data_dir.display()
     );
-    let shutdown = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        eprintln!("kaon server: stopping; running steps go on and are picked up at the next start");
-    };
-    kaon_server::serve(cfg, store, listener, shutdown).await?;
+    kaon_server::serve(cfg, store, listener, stop_signal("kaon server")).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves at SIGTERM or Ctrl-C (never, if they cannot be caught), after
+/// saying what stopping means.
+pub(super) async fn stop_signal(who: &'static str) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("{who}: stopping; running steps go on and are picked up at the next start");
 }

@@ -63,6 +63,11 @@ async fn suite(site: Site) {
     server.deploy(&sleepy).await;
     let listed = server.get("/api/v1/workflows").await;
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    // What a form to start a run needs comes from the file itself.
+    let suite = server.get("/api/v1/workflows/suite").await;
+    assert_eq!(suite["params"]["greeting"]["type"], "string", "{suite}");
+    assert_eq!(suite["params"]["greeting"]["required"], false, "{suite}");
+    assert!(suite["problem"].is_null(), "{suite}");
 
     // Submit with a parameter; follow its events.
     let id = server.submit("suite", json!({"greeting": "bonjour"})).await;

@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used)] // a test that cannot proceed should panic right there
 
 mod api;
+mod artifacts;
 mod auth;
 mod cli;
 mod harness;
 mod schedules;
 mod takeover;
+mod ui;

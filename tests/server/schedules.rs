@@ -81,12 +81,30 @@ async fn a_schedule_fires_each_tick_once_across_kill_9() {
         assert!(recorded);
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The list says when an active schedule fires next: within a second.
+    let listed = server.get("/api/v1/schedules").await;
+    let next = listed[0]["next_ms"]
+        .as_i64()
+        .expect("an active cron schedule has a next tick");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        next > now - 1000 && next <= now + 1000,
+        "next {next}, now {now}"
+    );
     // Pause: no more ticks; then stop the server gracefully and read the
     // store.
     let (s, _) = server
         .post("/api/v1/schedules/tick:each-second/pause", json!({}))
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    let listed = server.get("/api/v1/schedules").await;
+    assert!(
+        listed[0]["next_ms"].is_null(),
+        "a paused schedule fires never: {listed}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let planted = server.run("20010101-000000-beef").await;
     assert_eq!(planted["run"]["params"]["label"], "planted");

@@ -28,6 +28,20 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// All of [`ArtifactStore::read_stream`], or its error.
+async fn streamed(store: &ArtifactStore, d: &Digest) -> Result<Vec<u8>, (Vec<u8>, ArtifactError)> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let mut s = store.read_stream(d).await.map_err(|e| (Vec::new(), e))?;
+    while let Some(c) = s.next().await {
+        match c {
+            Ok(c) => out.extend_from_slice(&c),
+            Err(e) => return Err((out, e)),
+        }
+    }
+    Ok(out)
+}
+
 async fn contract(store: ArtifactStore, scratch: &Path) {
     // Bytes.
     let d = store.put_bytes(Bytes::from_static(b"hello")).await.unwrap();
@@ -53,6 +67,16 @@ async fn contract(store: ArtifactStore, scratch: &Path) {
         assert_eq!(store.get_file(&s.digest, &back).await.unwrap(), len as u64);
         assert_eq!(std::fs::read(&back).unwrap(), bytes, "{name} round trip");
         assert_eq!(store.verify(&s.digest).await.unwrap(), len as u64);
+        // Streamed whole, checked; a range, not read whole.
+        assert_eq!(streamed(&store, &s.digest).await.unwrap(), bytes, "{name}");
+        let tail = store
+            .read_range_unchecked(&s.digest, len as u64 - 10..len as u64 + 100)
+            .await;
+        assert_eq!(&tail.unwrap()[..], &bytes[len - 10..], "{name}");
+        assert_eq!(
+            &store.read_range_unchecked(&s.digest, 3..7).await.unwrap()[..],
+            &bytes[3..7]
+        );
         let before = store.blobs().await.unwrap().len();
         assert_eq!(store.put_file(&src).await.unwrap(), s);
         assert_eq!(
@@ -270,6 +294,11 @@ async fn file_store() {
     // Blobs are hard links of read-only content; replace, do not write through.
     std::fs::remove_file(&on_disk).unwrap();
     std::fs::write(&on_disk, b"the fake content").unwrap();
+    // Streamed, it ends with the error, never with all the bad bytes.
+    match streamed(&store, &s.digest).await {
+        Err((got, ArtifactError::Corrupt { .. })) => assert!(got.len() < 16, "{got:?}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
     let dest = scratch.path().join("victim-back.txt");
     match store.get_file(&s.digest, &dest).await {
         Err(e @ ArtifactError::Corrupt { .. }) => {

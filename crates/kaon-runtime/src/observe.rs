@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kaon_engine::{NodeRecord, RunState, RunStatus};
+use kaon_engine::{NodeRecord, RunState, RunStatus, ScopeRecord};
 
 /// Told about one root run as it is driven. Calls come from the runtime's
 /// loop, after the changes they report were committed; an observer must
@@ -48,7 +48,8 @@ pub enum Change {
         /// The workflow's name.
         workflow: String,
     },
-    /// Nodes of a run changed state or facts; committed.
+    /// Nodes of a run changed state or facts, or scopes were made (a
+    /// for-each's items, a repeat's pass, a branch taken); committed.
     Nodes {
         /// The run.
         run: String,
@@ -56,6 +57,9 @@ pub enum Change {
         root: String,
         /// The nodes as committed.
         nodes: Arc<Vec<NodeRecord>>,
+        /// Scopes the same commit made (the nodes in them are among
+        /// `nodes` once they change).
+        scopes: Arc<Vec<ScopeRecord>>,
     },
     /// A run ended; committed.
     RunFinished {

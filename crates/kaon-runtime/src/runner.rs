@@ -149,6 +149,7 @@ pub struct Runner {
     cmds: mpsc::UnboundedSender<Command>,
     changes: broadcast::Sender<Change>,
     task: Mutex<Option<LoopTask>>,
+    blobs: Option<ArtifactStore>,
 }
 
 impl Runner {
@@ -167,13 +168,28 @@ impl Runner {
     {
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (changes, _) = broadcast::channel(4096);
-        let driver = Driver::new(store, exec, events, cmd_rx, changes.clone(), blobs, opts);
+        let driver = Driver::new(
+            store,
+            exec,
+            events,
+            cmd_rx,
+            changes.clone(),
+            blobs.clone(),
+            opts,
+        );
         let task = tokio::spawn(driver.run());
         Runner {
             cmds,
             changes,
             task: Mutex::new(Some(task)),
+            blobs,
         }
+    }
+
+    /// The artifact store the runs' outputs go to (the one given to
+    /// [`Runner::start`]), for reading artifacts back.
+    pub fn blobs(&self) -> Option<&ArtifactStore> {
+        self.blobs.as_ref()
     }
 
     fn send(&self, cmd: Command) -> Result<(), RuntimeError> {

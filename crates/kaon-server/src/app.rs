@@ -419,6 +419,51 @@ impl App {
         Ok(Some(claimed))
     }
 
+    /// The workflow a stored run runs: the version it started with, from
+    /// memory or its file (409 when the file changed since); for a
+    /// sub-workflow's run, the child of its parent's workflow.
+    pub async fn run_workflow(&self, row: &RunRow) -> Result<Arc<Validated>, ApiError> {
+        if let Some(v) = self
+            .loaded
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&row.digest).cloned())
+        {
+            return Ok(v);
+        }
+        if let Some((parent, node)) = &row.parent {
+            let prow = self.run_row(parent).await?;
+            let pv = Box::pin(self.run_workflow(&prow)).await?;
+            let mut of_name = pv
+                .children
+                .iter()
+                .filter(|(_, c)| c.workflow.name == row.workflow);
+            let child = match (of_name.next(), of_name.next()) {
+                (Some((_, c)), None) => Some(c),
+                // Several steps run a workflow of that name: the step at
+                // the parent's node says which.
+                _ => self
+                    .store
+                    .nodes(parent)
+                    .await?
+                    .into_iter()
+                    .find(|n| n.id == *node)
+                    .and_then(|n| pv.children.get(&n.name)),
+            };
+            if let Some(c) = child {
+                return Ok(Arc::new(c.clone()));
+            }
+        }
+        match self
+            .store
+            .workflow(&row.workflow, Some(&row.digest))
+            .await?
+        {
+            Some(w) => self.validated(&w).await,
+            None => self.validated_at(&row.path, &row.digest).await,
+        }
+    }
+
     /// A run by id, or 404.
     pub async fn run_row(&self, id: &str) -> Result<RunRow, ApiError> {
         self.store

@@ -105,10 +105,28 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Who called.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    /// The token's id.
-    pub token: String,
+    /// The token's id; `None` for the anonymous local user (see
+    /// [`authorize`]).
+    pub token: Option<String>,
+    /// The token's name.
+    pub name: Option<String>,
     /// Its role.
     pub role: Role,
+}
+
+impl Caller {
+    /// True for the anonymous local user of `kaon ui`.
+    pub fn is_local(&self) -> bool {
+        self.token.is_none()
+    }
+
+    /// `token ID` or `the local user`, for messages.
+    pub fn describe(&self) -> String {
+        match &self.token {
+            Some(id) => format!("token {id}"),
+            None => "the local user".to_string(),
+        }
+    }
 }
 
 /// The bearer token of a request, if it has one.
@@ -123,11 +141,22 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Checks a request's token and that its role allows `need`: 401 when
 /// there is no token or it is not one this server knows (or it was
 /// revoked), 403 when it is known but its role does not allow the call.
+///
+/// `anonymous`: the role of a request without an `Authorization` header
+/// (`kaon ui`'s single local user); `None` on a server for a team. A
+/// request with a token is checked as ever. See [`anonymous`] for what an
+/// anonymous request must also show.
 pub async fn authorize<S: ServiceStore>(
     store: &S,
     headers: &HeaderMap,
     need: Role,
+    anonymous: Option<Role>,
 ) -> Result<Caller, ApiError> {
+    if let Some(role) = anonymous
+        && !headers.contains_key(axum::http::header::AUTHORIZATION)
+    {
+        return self::anonymous(headers, role, need);
+    }
     let Some(token) = bearer(headers) else {
         return Err(ApiError::unauthorized(
             "this call needs a token: `Authorization: Bearer kaon_...` (make one with `kaon tokens create`)",
@@ -158,9 +187,66 @@ pub async fn authorize<S: ServiceStore>(
         )));
     }
     Ok(Caller {
-        token: row.id,
+        token: Some(row.id),
+        name: Some(row.name),
         role,
     })
+}
+
+/// The anonymous local user, with `role`, if the request is one it may
+/// make. A browser on this machine is also where other web sites run, so
+/// a request without a token must show it comes from a page of this
+/// server: its `Host` is a loopback name (a site that points its own
+/// domain at 127.0.0.1, DNS rebinding, sends its domain), and an `Origin`,
+/// when there is one, is that same host (a form another site posts here
+/// carries the other site's origin; the browser does not let the page set
+/// it). 403 for a cross-site request, or when `role` does not allow
+/// `need`.
+pub fn anonymous(headers: &HeaderMap, role: Role, need: Role) -> Result<Caller, ApiError> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header(axum::http::header::HOST).unwrap_or("");
+    if !is_loopback_host(host) {
+        return Err(ApiError::unauthorized(format!(
+            "this call needs a token: the local user without one is only served at a loopback address, not at `{host}`"
+        )));
+    }
+    if let Some(origin) = header(axum::http::header::ORIGIN) {
+        let same = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !same {
+            return Err(ApiError::forbidden(format!(
+                "a request from the page at {origin} may not act as the local user of {host}"
+            )));
+        }
+    }
+    if role < need {
+        return Err(ApiError::forbidden(format!(
+            "the local user may only `{role}`; this call needs `{need}` (use a token of that role)"
+        )));
+    }
+    Ok(Caller {
+        token: None,
+        name: None,
+        role,
+    })
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, rest)) if rest.is_empty() || rest.starts_with(':') => addr,
+            _ => return false,
+        },
+        None => host.split_once(':').map_or(host, |(h, _)| h),
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The token of `run`'s steps and Spark listener: `<run>.<mac>`, a keyed
@@ -220,6 +306,111 @@ mod tests {
         assert!(!t.row.hash.contains(secret));
         assert_eq!(t.row.hash, digest(secret));
         assert!(t.token.starts_with(&format!("kaon_{}_", t.row.id)));
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().expect("header"));
+        }
+        h
+    }
+
+    async fn store_with(role: Role) -> (kaon_store::MemoryStore, String) {
+        let store = kaon_store::MemoryStore::new();
+        let t = make_token("ci", role, 1).expect("token");
+        store.create_token(&t.row).await.expect("stored");
+        (store, t.token)
+    }
+
+    #[tokio::test]
+    async fn without_anonymous_mode_a_request_needs_a_token() {
+        let (store, _) = store_with(Role::Admin).await;
+        let h = headers(&[("host", "127.0.0.1:8484")]);
+        let e = authorize(&store, &h, Role::Read, None)
+            .await
+            .expect_err("no token");
+        assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn the_anonymous_user_reads_and_operates_but_does_not_administer() {
+        let (store, _) = store_with(Role::Admin).await;
+        let h = headers(&[("host", "127.0.0.1:8484")]);
+        for need in [Role::Read, Role::Operate] {
+            let c = authorize(&store, &h, need, Some(Role::Operate))
+                .await
+                .expect("allowed");
+            assert!(c.is_local());
+            assert_eq!(c.role, Role::Operate);
+            assert_eq!(c.name, None);
+        }
+        let e = authorize(&store, &h, Role::Admin, Some(Role::Operate))
+            .await
+            .expect_err("admin");
+        assert_eq!(e.status, axum::http::StatusCode::FORBIDDEN);
+        // A read-only anonymous user may not operate.
+        let e = authorize(&store, &h, Role::Operate, Some(Role::Read))
+            .await
+            .expect_err("operate");
+        assert_eq!(e.status, axum::http::StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn a_request_with_a_token_is_checked_as_ever_in_anonymous_mode() {
+        let (store, token) = store_with(Role::Admin).await;
+        let good = headers(&[
+            ("host", "127.0.0.1:8484"),
+            ("authorization", &format!("Bearer {token}")),
+        ]);
+        let c = authorize(&store, &good, Role::Admin, Some(Role::Operate))
+            .await
+            .expect("admin token");
+        assert!(!c.is_local());
+        assert_eq!(c.role, Role::Admin);
+        assert_eq!(c.name.as_deref(), Some("ci"));
+        for bad in ["Bearer kaon_nope_nope", "Basic abc", "Bearer "] {
+            let h = headers(&[("host", "127.0.0.1:8484"), ("authorization", bad)]);
+            let e = authorize(&store, &h, Role::Read, Some(Role::Operate))
+                .await
+                .expect_err(bad);
+            assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_anonymous_user_is_refused_to_other_sites_and_hosts() {
+        let (store, _) = store_with(Role::Admin).await;
+        let anon = Some(Role::Operate);
+        for host in [
+            "127.0.0.1:8484",
+            "localhost:8484",
+            "[::1]:8484",
+            "127.0.0.2",
+            "LOCALHOST",
+        ] {
+            let h = headers(&[("host", host), ("origin", &format!("http://{host}"))]);
+            assert!(
+                authorize(&store, &h, Role::Operate, anon).await.is_ok(),
+                "{host}"
+            );
+        }
+        // DNS rebinding: a name of the attacker's that points here.
+        for host in ["evil.example:8484", "127.0.0.1.evil.example", "[::2]:1", ""] {
+            let h = headers(&[("host", host)]);
+            let e = authorize(&store, &h, Role::Read, anon)
+                .await
+                .expect_err(host);
+            assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED, "{host}");
+        }
+        // A form another page posts here.
+        for origin in ["http://evil.example", "null", "http://127.0.0.1:9999"] {
+            let h = headers(&[("host", "127.0.0.1:8484"), ("origin", origin)]);
+            let e = authorize(&store, &h, Role::Operate, anon)
+                .await
+                .expect_err(origin);
+            assert_eq!(e.status, axum::http::StatusCode::FORBIDDEN, "{origin}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use kaon_runtime::Capacity;
 use kaon_spark::SparkSettings;
 
+use crate::auth::Role;
+
 /// A server's settings (the `kaon server` flags and `KAON_*` variables,
 /// and `[spark]` of the configuration file, end up here).
 #[derive(Clone, Debug)]
@@ -35,6 +37,10 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// The largest page of a log, in bytes.
     pub log_page_limit: usize,
+    /// The role of a request without a token, for `kaon ui`'s single
+    /// local user (see [`crate::auth::authorize`]); `None` (every call
+    /// needs a token) on a server for a team.
+    pub anonymous: Option<Role>,
 }
 
 impl ServerConfig {
@@ -52,6 +58,7 @@ impl ServerConfig {
             orphan_every: Duration::from_secs(2),
             body_limit: 1 << 20,
             log_page_limit: 1 << 20,
+            anonymous: None,
         }
     }
 

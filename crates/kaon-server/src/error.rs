@@ -33,7 +33,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: `bad_request`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `too_large`, `unavailable`, `internal`.
+    /// `not_found`, `conflict`, `too_large`, `unprocessable`,
+    /// `unavailable`, `internal`.
     pub code: String,
     /// For people.
     pub message: String,
@@ -55,6 +56,11 @@ impl ApiError {
     /// 404.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// 422: the request is fine but what it names cannot be read as
+    /// asked (a Parquet artifact that is not a readable Parquet file).
+    pub fn unprocessable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
     }
     /// 409: the request is fine but the state says no.
     pub fn conflict(message: impl Into<String>) -> ApiError {

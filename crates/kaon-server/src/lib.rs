@@ -2,11 +2,11 @@
 //!
 //! [`serve`] drives every run submitted to it through one
 //! [`kaon_runtime::Runner`], answers the HTTP API ([`api`'s routes, with
-//! an OpenAPI description at `/openapi.json`), fires schedules and
-//! triggers exactly once per tick, takes over runs whose driver died
-//! (another server's too, on a shared PostgreSQL), and on shutdown lets go
-//! of its runs without stopping their steps: the next server re-attaches
-//! to them.
+//! an OpenAPI description at `/openapi.json`), serves the web UI at `/`,
+//! fires schedules and triggers exactly once per tick, takes over runs
+//! whose driver died (another server's too, on a shared PostgreSQL), and
+//! on shutdown lets go of its runs without stopping their steps: the next
+//! server re-attaches to them.
 
 mod api;
 mod app;
@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod metrics;
 mod scheduler;
+mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ pub async fn serve(
     tasks.spawn(watch(app.clone()));
     tasks.spawn(adopt(app.clone()));
     tasks.spawn(scheduler::run(app.clone(), app.stopping.subscribe()));
-    let router = api::router(app.clone());
+    let router = api::router(app.clone()).merge(ui::router());
     let stopping = app.stopping.clone();
     let served = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;

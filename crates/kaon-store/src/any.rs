@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{
     ArtifactFilter, ArtifactIndex, ArtifactRow, Batch, Direction, Durability, KeyRow, LineageEdge,
-    MemoRow, MemoryStore, Message, MessageBody, NodeRow, PgStore, RunFilter, RunRow, ScheduleRow,
-    ScopeRow, ServiceStore, SqliteStore, StateStore, StoreError, TickRow, TokenRow, WorkflowRow,
+    MemoRow, MemoryStore, Message, MessageBody, NodeRow, OutputFilter, PgStore, RunFilter,
+    RunOutput, RunRow, ScheduleRow, ScopeRow, ServiceStore, SqliteStore, StateStore, StoreError,
+    TickRow, TokenRow, WorkflowRow,
 };
 
 /// A state store of any backend, timing its commits.
@@ -200,6 +201,9 @@ impl ArtifactIndex for AnyStore {
     }
     async fn artifacts_of(&self, run: &str, node: u32) -> Result<Vec<ArtifactRow>, StoreError> {
         each!(self, s => s.artifacts_of(run, node).await)
+    }
+    async fn recent_outputs(&self, filter: &OutputFilter) -> Result<Vec<RunOutput>, StoreError> {
+        each!(self, s => s.recent_outputs(filter).await)
     }
     async fn memo(&self, key: &str) -> Result<Vec<MemoRow>, StoreError> {
         each!(self, s => s.memo(key).await)

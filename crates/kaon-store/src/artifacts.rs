@@ -121,6 +121,32 @@ pub struct ArtifactFilter {
     pub limit: Option<u32>,
 }
 
+/// Which outputs of a workflow's latest runs
+/// ([`ArtifactIndex::recent_outputs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputFilter {
+    /// The workflow.
+    pub workflow: String,
+    /// The artifacts' name (the output's).
+    pub name: String,
+    /// Only those of this step (its name or an instance key).
+    pub step: Option<String>,
+    /// How many of the workflow's latest runs to look in.
+    pub runs: u32,
+}
+
+/// An artifact of one run, with when the run was created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The run.
+    pub run: String,
+    /// When the run was created (ms since the epoch).
+    pub run_created_ms: i64,
+    /// The artifact (a memoized step's has this run's id and
+    /// `memoized_from` set).
+    pub artifact: ArtifactRow,
+}
+
 /// One hop of lineage: `from` was read by the step run that wrote `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineageEdge {
@@ -173,6 +199,19 @@ pub trait ArtifactIndex: Send + Sync {
         run: &str,
         node: u32,
     ) -> impl Future<Output = Result<Vec<ArtifactRow>, StoreError>> + Send;
+
+    /// The artifacts named `filter.name` (of `filter.step`, when given)
+    /// that the latest `filter.runs` top-level runs of `filter.workflow`
+    /// produced: the latest runs are chosen first (newest by creation,
+    /// ties by id, greatest first, as [`crate::StateStore::list_runs`]
+    /// orders them), then their artifacts are looked up, so a run without
+    /// one gives nothing and an older run never takes its place. Newest run
+    /// first; a run's own artifacts newest first (ties by id). One query,
+    /// served by indexes on runs by workflow and artifacts by run.
+    fn recent_outputs(
+        &self,
+        filter: &OutputFilter,
+    ) -> impl Future<Output = Result<Vec<RunOutput>, StoreError>> + Send;
 
     /// Memo entries with this key, newest first.
     fn memo(&self, key: &str) -> impl Future<Output = Result<Vec<MemoRow>, StoreError>> + Send;

@@ -26,7 +26,8 @@ use std::future::Future;
 
 pub use any::{AnyStore, Backend, COMMIT_BUCKETS, CommitTimes, is_postgres};
 pub use artifacts::{
-    ArtifactFilter, ArtifactIndex, ArtifactRow, Direction, KeyRow, LineageEdge, MemoRow, ReadRow,
+    ArtifactFilter, ArtifactIndex, ArtifactRow, Direction, KeyRow, LineageEdge, MemoRow,
+    OutputFilter, ReadRow, RunOutput,
 };
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
@@ -209,6 +210,17 @@ pub struct RunFilter {
     /// Only runs listed after this one (newest first): the next page of a
     /// list that ended with it. A run id not stored gives nothing.
     pub after: Option<String>,
+    /// Only runs created at or after this time (ms since the epoch;
+    /// inclusive).
+    pub since: Option<i64>,
+    /// Only runs created before this time (ms since the epoch; exclusive),
+    /// so that `since` and `until` of adjacent windows never both list a
+    /// run.
+    pub until: Option<i64>,
+    /// Only runs that a tick of this schedule or trigger started (its id,
+    /// `<workflow>:<name>`, as [`ServiceStore::ticks`] records them). A
+    /// schedule that fired nothing, or that does not exist, gives nothing.
+    pub schedule: Option<String>,
 }
 
 /// What went wrong in a store.
@@ -350,7 +362,10 @@ pub trait StateStore: Send + Sync {
     /// One run.
     fn run(&self, id: &str) -> impl Future<Output = Result<Option<RunRow>, StoreError>> + Send;
 
-    /// Runs, newest first.
+    /// Runs matching every condition of the filter, newest first (by
+    /// creation time, ties by id, greatest first). Listing a page of one
+    /// workflow's runs, of one schedule's, or of a time window is served
+    /// by an index, however many other runs there are.
     fn list_runs(
         &self,
         filter: &RunFilter,

@@ -8,7 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::{
     ArtifactFilter, ArtifactIndex, ArtifactRow, Batch, Direction, KeyRow, LineageEdge, MemoRow,
-    Message, MessageBody, NodeRow, ReadRow, RunFilter, RunRow, ScopeRow, StateStore, StoreError,
+    Message, MessageBody, NodeRow, OutputFilter, ReadRow, RunFilter, RunOutput, RunRow, ScopeRow,
+    StateStore, StoreError,
 };
 
 #[derive(Default)]
@@ -124,12 +125,16 @@ impl StateStore for MemoryStore {
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
         let g = self.lock();
+        let started = filter.schedule.as_deref().map(|s| g.service.runs_of(s));
         let mut runs: Vec<RunRow> = g
             .runs
             .values()
             .filter(|r| filter.status.is_none_or(|s| r.status == s))
             .filter(|r| filter.children || r.parent.is_none())
             .filter(|r| filter.workflow.as_ref().is_none_or(|w| &r.workflow == w))
+            .filter(|r| filter.since.is_none_or(|t| r.created_ms >= t))
+            .filter(|r| filter.until.is_none_or(|t| r.created_ms < t))
+            .filter(|r| started.as_ref().is_none_or(|s| s.contains(r.id.as_str())))
             .cloned()
             .collect();
         runs.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
@@ -305,6 +310,33 @@ impl ArtifactIndex for MemoryStore {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
+    }
+
+    async fn recent_outputs(&self, f: &OutputFilter) -> Result<Vec<RunOutput>, StoreError> {
+        let g = self.lock();
+        let mut runs: Vec<&RunRow> = g
+            .runs
+            .values()
+            .filter(|r| r.workflow == f.workflow && r.parent.is_none())
+            .collect();
+        runs.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
+        runs.truncate(f.runs as usize);
+        let mut out = Vec::new();
+        for r in runs {
+            let mut mine: Vec<&ArtifactRow> = g
+                .artifacts
+                .values()
+                .filter(|a| a.run.as_deref() == Some(r.id.as_str()) && a.name == f.name)
+                .filter(|a| f.step.is_none() || a.step == f.step || a.step_key == f.step)
+                .collect();
+            mine.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
+            out.extend(mine.into_iter().map(|a| RunOutput {
+                run: r.id.clone(),
+                run_created_ms: r.created_ms,
+                artifact: a.clone(),
+            }));
+        }
+        Ok(out)
     }
 
     async fn memo(&self, key: &str) -> Result<Vec<MemoRow>, StoreError> {

@@ -13,7 +13,13 @@ and writes:
   anything that scores with Spark;
 - work/global.json (file output ``coefficients``): the same model in
   train.py's JSON model format, which the stdlib steps downstream
-  (validate.py, select_model.py, publish.py) read without Spark.
+  (validate.py, select_model.py, publish.py) read without Spark;
+- work/feature_importance.json (file output ``feature_importance``): each
+  feature's share of the model's effect, ``{"age": 0.05, ...}``, summing to
+  1: the coefficient's magnitude times the feature's standard deviation on
+  the training rows (the coefficient of the standardized feature), so that
+  features measured in years and in hours compare. kaon records it as an
+  artifact of media type application/json; the UI charts it over runs.
 
 Hands back ``train_rows`` and ``auc``, MLlib's area under the ROC curve on
 the held-out rows (validateGlobalModel recomputes it from the JSON).
@@ -32,6 +38,7 @@ from train import FEATURES, HOLDOUT_BUCKETS, L2, MODEL_KIND, SPLIT, data_file  #
 
 MODEL_DIR = os.path.join("work", "global.model")
 JSON_PATH = os.path.join("work", "global.json")
+IMPORTANCE_PATH = os.path.join("work", "feature_importance.json")
 MAX_ITER = 100
 
 
@@ -42,6 +49,15 @@ def holdout(user_id):
 
     first8 = F.conv(F.substring(F.sha2(user_id, 256), 1, 16), 16, 10).cast("decimal(20,0)")
     return first8 % HOLDOUT_BUCKETS == 0
+
+
+def feature_importance(weights: list[float], stds: list[float]) -> dict[str, float]:
+    """Each feature's share of a linear model's effect: |weight| x the
+    feature's standard deviation, normalised to sum 1 (all 0 when no
+    feature counts). Rounded to 6 places."""
+    raw = [abs(w) * s for w, s in zip(weights, stds)]
+    total = sum(raw)
+    return {f: round(r / total, 6) if total > 0 else 0.0 for f, r in zip(FEATURES, raw)}
 
 
 def main() -> None:
@@ -99,7 +115,15 @@ def main() -> None:
             "weights": [float(w) for w in fitted.coefficients],
             "bias": float(fitted.intercept),
         })
-        progress(100, f"held-out AUC {auc:.4f}; wrote {JSON_PATH}")
+        spread = train.select([F.stddev_samp(c).alias(c) for c in FEATURES]).first()
+        importance = feature_importance(
+            [float(w) for w in fitted.coefficients],
+            [float(spread[c] or 0.0) for c in FEATURES],
+        )
+        atomic_write_json(IMPORTANCE_PATH, importance)
+        top = max(importance, key=importance.get)
+        progress(100, f"held-out AUC {auc:.4f}; wrote {JSON_PATH} and {IMPORTANCE_PATH} "
+                      f"(most important: {top}, {importance[top]:.0%})")
         kaon_spark.output(spark, "train_rows", n_train)
         kaon_spark.output(spark, "auc", round(float(auc), 6))
     finally:

@@ -23,6 +23,15 @@ pub fn media_type(path: &Path, kind: ArtifactKind) -> String {
             "zip" => Some("application/zip"),
             "gz" => Some("application/gzip"),
             "jar" => Some("application/java-archive"),
+            "png" => Some("image/png"),
+            "jpg" | "jpeg" => Some("image/jpeg"),
+            "gif" => Some("image/gif"),
+            "webp" => Some("image/webp"),
+            "svg" => Some("image/svg+xml"),
+            "html" | "htm" => Some("text/html"),
+            "xml" => Some("application/xml"),
+            "yaml" | "yml" => Some("application/yaml"),
+            "toml" => Some("application/toml"),
             _ => None,
         }
     };

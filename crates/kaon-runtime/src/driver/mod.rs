@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kaon_engine::{Action, Event, Millis, NodeId, NodeRecord, RunState, RunStatus};
+use kaon_engine::{Action, Event, Millis, NodeId, NodeRecord, RunState, RunStatus, ScopeRecord};
 use kaon_exec::{ExecEvent, Executor};
 use kaon_model::Validated;
 use kaon_store::{ArtifactIndex, Batch, KeyRow, StateStore};
@@ -407,7 +407,7 @@ where
 
     async fn commit(&mut self, now: Millis) -> Result<(), RuntimeError> {
         let mut batches: Vec<Batch> = Vec::new();
-        let mut changed: Vec<(String, Vec<NodeRecord>)> = Vec::new();
+        let mut changed: Vec<(String, Vec<NodeRecord>, Vec<ScopeRecord>)> = Vec::new();
         let mut finished: Vec<(String, RunStatus)> = Vec::new();
         let mut acted: Vec<i64> = Vec::new();
         for (id, ctx) in &mut self.runs {
@@ -426,8 +426,8 @@ where
             {
                 finished.push((id.clone(), *status));
             }
-            if !delta.nodes.is_empty() {
-                changed.push((id.clone(), delta.nodes));
+            if !delta.nodes.is_empty() || !delta.scopes.is_empty() {
+                changed.push((id.clone(), delta.nodes, delta.scopes));
             }
         }
         // Memo key parts only explain a decision (`kaon cache explain`):
@@ -465,7 +465,7 @@ where
                         .map(|(id, _)| id.clone())
                         .collect();
                     batches.retain(|b| !of_root.contains(&b.run));
-                    changed.retain(|(r, _)| !of_root.contains(r));
+                    changed.retain(|(r, _, _)| !of_root.contains(r));
                     finished.retain(|(r, _)| !of_root.contains(r));
                     lost.push(root);
                 }
@@ -489,11 +489,11 @@ where
     /// Tells observers and subscribers what was just committed.
     fn tell(
         &mut self,
-        changed: Vec<(String, Vec<NodeRecord>)>,
+        changed: Vec<(String, Vec<NodeRecord>, Vec<ScopeRecord>)>,
         finished: Vec<(String, RunStatus)>,
     ) {
         let mut by_root: HashMap<String, Vec<(String, NodeRecord)>> = HashMap::new();
-        for (run, nodes) in changed {
+        for (run, nodes, scopes) in changed {
             let Some(root) = self.runs.get(&run).map(|c| c.root.clone()) else {
                 continue;
             };
@@ -502,7 +502,11 @@ where
                     run: run.clone(),
                     root: root.clone(),
                     nodes: Arc::new(nodes.clone()),
+                    scopes: Arc::new(scopes),
                 });
+            }
+            if nodes.is_empty() {
+                continue;
             }
             by_root
                 .entry(root)

@@ -3,7 +3,9 @@
 //!
 //! Events: `snapshot` (a run stream's first: the run as it is, the same
 //! body as `GET /api/v1/runs/{id}`), `run` (a run was created), `nodes`
-//! (nodes changed, one event per run per commit however many nodes),
+//! (nodes changed, one event per run per commit however many nodes:
+//! `{run, root, scopes, nodes}`, `scopes` being the scopes the commit
+//! made, as in the snapshot, often none),
 //! `finished` (a run ended; a run stream ends after its root's),
 //! `released` (a server let go of a run; another carries it on), and
 //! `lagged` (the client fell behind and missed changes: fetch the run
@@ -23,6 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
+use super::views::ScopeView;
 use super::{NodeView, auth};
 use crate::app::App;
 use crate::auth::Role;
@@ -116,12 +119,13 @@ async fn forward(
                     Change::RunCreated { run, root: r, workflow } if mine(run, r) => {
                         Some(event("run", &json!({"run": run, "root": r, "workflow": workflow})))
                     }
-                    Change::Nodes { run, root: r, nodes } if mine(run, r) => {
+                    Change::Nodes { run, root: r, nodes, scopes } if mine(run, r) => {
                         let nodes: Vec<NodeView> = nodes
                             .iter()
                             .map(|n| NodeView::of(&kaon_runtime::rows::node_row(n)))
                             .collect();
-                        Some(event("nodes", &json!({"run": run, "root": r, "nodes": nodes})))
+                        let scopes: Vec<ScopeView> = scopes.iter().map(ScopeView::of_record).collect();
+                        Some(event("nodes", &json!({"run": run, "root": r, "scopes": scopes, "nodes": nodes})))
                     }
                     Change::RunFinished { run, root: r, status } if mine(run, r) => {
                         let status = kaon_runtime::rows::store_status(*status);

@@ -6,11 +6,15 @@
 
 mod artifacts;
 mod callback;
+mod content;
 mod events;
+mod graph;
 mod logs;
 mod ops;
+mod preview;
 mod runs;
 mod schedules;
+mod series;
 mod tokens;
 mod views;
 mod workflows;
@@ -48,16 +52,21 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{id}/retry", post(runs::retry))
         .route("/api/v1/runs/{id}/logs", get(logs::page))
         .route("/api/v1/runs/{id}/events", get(events::of_run))
+        .route("/api/v1/runs/{id}/graph", get(graph::show))
         .route("/api/v1/events", get(events::all))
         .route("/api/v1/artifacts", get(artifacts::list))
         .route("/api/v1/artifacts/{id}", get(artifacts::show))
+        .route("/api/v1/artifacts/series", get(series::series))
         .route("/api/v1/artifacts/{id}/lineage", get(artifacts::lineage))
+        .route("/api/v1/artifacts/{id}/content", get(content::content))
+        .route("/api/v1/artifacts/{id}/preview", get(preview::preview))
         .route("/api/v1/cache/explain", get(artifacts::explain))
         .route("/api/v1/schedules", get(schedules::list))
         .route("/api/v1/schedules/{id}/ticks", get(schedules::ticks))
         .route("/api/v1/schedules/{id}/pause", post(schedules::pause))
         .route("/api/v1/schedules/{id}/resume", post(schedules::resume))
         .route("/api/v1/schedules/{id}/trigger", post(schedules::trigger))
+        .route("/api/v1/whoami", get(tokens::whoami))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", delete(tokens::revoke))
         .route("/v1/spark/events", post(callback::spark_event))
@@ -88,15 +97,20 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         logs::page,
         events::of_run,
         events::all,
+        graph::show,
         artifacts::list,
         artifacts::show,
         artifacts::lineage,
+        content::content,
+        preview::preview,
+        series::series,
         artifacts::explain,
         schedules::list,
         schedules::ticks,
         schedules::pause,
         schedules::resume,
         schedules::trigger,
+        tokens::whoami,
         tokens::list,
         tokens::create,
         tokens::revoke,
@@ -173,5 +187,5 @@ pub(crate) async fn auth(
     headers: &axum::http::HeaderMap,
     need: crate::auth::Role,
 ) -> Result<crate::auth::Caller, ApiError> {
-    crate::auth::authorize(app.store.as_ref(), headers, need).await
+    crate::auth::authorize(app.store.as_ref(), headers, need, app.cfg.anonymous).await
 }

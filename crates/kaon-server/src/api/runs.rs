@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::views::RunDetail;
+use super::views::{RunDetail, ScopeView};
 use super::{Body, NodeView, RunView, auth};
 use crate::app::App;
 use crate::auth::Role;
@@ -98,11 +98,22 @@ pub(crate) struct ListQuery {
     /// Include sub-workflows' runs.
     #[serde(default)]
     children: bool,
+    /// Only runs created at or after this time (ms since the epoch,
+    /// inclusive).
+    since: Option<i64>,
+    /// Only runs created before this time (ms since the epoch, exclusive:
+    /// `since=T1&until=T2` then `since=T2&until=T3` lists each run once).
+    until: Option<i64>,
+    /// Only runs that this schedule's (or trigger's) ticks started: its id,
+    /// `<workflow>:<name>`, as `GET /api/v1/schedules` lists it.
+    schedule: Option<String>,
 }
 
-/// Runs, newest first.
+/// Runs, newest first (by creation; ties by id). Every filter given must
+/// hold; a page of one workflow, one schedule or a time window is served
+/// by an index however many runs there are.
 #[utoipa::path(get, path = "/api/v1/runs", params(ListQuery),
-    responses((status = 200, body = Vec<RunView>)))]
+    responses((status = 200, body = Vec<RunView>), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -117,6 +128,13 @@ pub(crate) async fn list(
             ))
         })?),
     };
+    if let (Some(since), Some(until)) = (q.since, q.until)
+        && since > until
+    {
+        return Err(ApiError::bad_request(format!(
+            "since ({since}) is after until ({until}): the window is empty"
+        )));
+    }
     let rows = app
         .store
         .list_runs(&RunFilter {
@@ -125,6 +143,9 @@ pub(crate) async fn list(
             limit: Some(q.limit.unwrap_or(50).clamp(1, 1000)),
             workflow: q.workflow,
             after: q.after,
+            since: q.since,
+            until: q.until,
+            schedule: q.schedule,
         })
         .await?;
     Ok(Json(rows.iter().map(RunView::of).collect()))
@@ -146,10 +167,12 @@ pub(crate) async fn show(
 /// A run, its nodes and children, as the API shows them.
 pub(crate) async fn detail(app: &App, id: &str) -> Result<RunDetail, ApiError> {
     let row = app.run_row(id).await?;
+    let scopes = app.store.scopes(id).await?;
     let nodes = app.store.nodes(id).await?;
     let children = app.store.children(id).await?;
     Ok(RunDetail {
         run: RunView::of(&row),
+        scopes: scopes.iter().map(ScopeView::of).collect(),
         nodes: nodes.iter().map(NodeView::of).collect(),
         children: children.iter().map(RunView::of).collect(),
     })
@@ -178,7 +201,7 @@ pub(crate) async fn cancel(
     let run = live_root(&app, &id).await?;
     let reason = req
         .reason
-        .unwrap_or_else(|| format!("cancelled through the API (token {})", caller.token));
+        .unwrap_or_else(|| format!("cancelled through the API ({})", caller.describe()));
     let r = app.runner.cancel(&run, &reason).await;
     deliver(&app, &run, r, MessageBody::Cancel { reason }).await
 }

@@ -31,6 +31,9 @@ pub(crate) struct ScheduleView {
     paused: bool,
     /// Its last tick.
     last: Option<TickView>,
+    /// When a cron schedule fires next (ms since the epoch); none for a
+    /// trigger, a paused schedule or a spec that no longer reads.
+    next_ms: Option<i64>,
 }
 
 /// One tick of a schedule.
@@ -67,7 +70,15 @@ pub(crate) async fn list(
     let mut out = Vec::new();
     for s in app.store.schedules().await? {
         let last = app.store.ticks(&s.id, 1).await?;
+        let next_ms = match serde_json::from_str::<crate::app::Declared>(&s.spec) {
+            Ok(crate::app::Declared::Cron(spec)) if !s.paused => spec
+                .parse_cron()
+                .ok()
+                .and_then(|c| c.next_after(kaon_runtime::now_ms() as i64)),
+            _ => None,
+        };
         out.push(ScheduleView {
+            next_ms,
             spec: serde_json::from_str(&s.spec).unwrap_or(Value::Null),
             id: s.id,
             workflow: s.workflow,

@@ -1,4 +1,4 @@
-//! API tokens: make, list, revoke (admin only).
+//! API tokens: who the caller is; make, list, revoke (admin only).
 
 use std::sync::Arc;
 
@@ -13,6 +13,33 @@ use super::{Body, auth};
 use crate::app::App;
 use crate::auth::{Role, make_token};
 use crate::error::{ApiError, ErrorBody};
+
+/// Who the caller is.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WhoAmI {
+    /// What the caller may do.
+    role: Role,
+    /// Its token's name; `null` for the local user.
+    name: Option<String>,
+    /// True for the anonymous local user of `kaon ui` (no token).
+    local: bool,
+}
+
+/// Who the caller is and what it may do (any role; 401 without a valid
+/// token, unless the server has an anonymous local user).
+#[utoipa::path(get, path = "/api/v1/whoami",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+pub(crate) async fn whoami(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<WhoAmI>, ApiError> {
+    let caller = auth(&app, &headers, Role::Read).await?;
+    Ok(Json(WhoAmI {
+        role: caller.role,
+        local: caller.is_local(),
+        name: caller.name,
+    }))
+}
 
 /// A token to make.
 #[derive(Deserialize, ToSchema)]

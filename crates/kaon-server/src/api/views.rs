@@ -1,8 +1,9 @@
 //! How stored rows are shown by the API.
 
-use kaon_store::{NodeRow, RunRow};
+use kaon_engine::ScopeRecord;
+use kaon_store::{NodeRow, RunRow, ScopeRow};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// A run.
@@ -136,11 +137,58 @@ impl NodeView {
     }
 }
 
+/// A scope of a run: one instance of a template of its workflow (see
+/// `GET /api/v1/runs/{id}/graph`). Scope 0 is the whole flow; a for-each
+/// makes one per item, a repeat one per pass, a `when` one for the branch
+/// taken. A node belongs to one scope, and its name is unique in the
+/// scope's template.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ScopeView {
+    /// Its id within the run (a node's `scope`).
+    pub id: u32,
+    /// Its template (an index into the graph's `tmpls`).
+    pub tmpl: u32,
+    /// The block node (for-each, repeat, when) it is an instance of the
+    /// body of; `null` for scope 0.
+    pub parent: Option<u32>,
+    /// The item's index (for-each) or the pass (repeat), from 0.
+    pub index: u32,
+    /// The loop variables it binds, by name (a for-each item's values).
+    #[schema(value_type = Object)]
+    pub vars: Map<String, Value>,
+}
+
+impl ScopeView {
+    pub fn of(s: &ScopeRow) -> ScopeView {
+        // A JSON array of `[name, value]` pairs.
+        let pairs: Vec<(String, Value)> = serde_json::from_str(&s.vars).unwrap_or_default();
+        ScopeView {
+            id: s.id,
+            tmpl: s.tmpl,
+            parent: s.parent,
+            index: s.index,
+            vars: pairs.into_iter().collect(),
+        }
+    }
+
+    pub fn of_record(s: &ScopeRecord) -> ScopeView {
+        ScopeView {
+            id: s.id,
+            tmpl: s.tmpl,
+            parent: s.parent,
+            index: s.index,
+            vars: s.vars.iter().cloned().collect(),
+        }
+    }
+}
+
 /// A run with its nodes and child runs.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct RunDetail {
     /// The run.
     pub run: RunView,
+    /// Its scopes, by id.
+    pub scopes: Vec<ScopeView>,
     /// Its nodes, by id (nodes never stored are pending and not listed).
     pub nodes: Vec<NodeView>,
     /// Its sub-workflows' runs.

@@ -38,6 +38,15 @@ pub(crate) struct WorkflowView {
     /// Its schedules and triggers as declared.
     #[schema(value_type = Object)]
     declares: Value,
+    /// The workflow's description.
+    description: Option<String>,
+    /// Its parameters by name: `type`, `default` (never a secret's),
+    /// `description`, `secret`, `required`. Empty when the file can no
+    /// longer be read as deployed (see `problem`).
+    #[schema(value_type = Object)]
+    params: Value,
+    /// Why the description and parameters are missing, if they are.
+    problem: Option<String>,
 }
 
 impl WorkflowView {
@@ -48,7 +57,42 @@ impl WorkflowView {
             path: w.path.clone(),
             deployed_ms: w.deployed_ms,
             declares: serde_json::from_str(&w.spec).unwrap_or(Value::Null),
+            description: None,
+            params: Value::Object(Default::default()),
+            problem: None,
         }
+    }
+
+    /// With what the workflow file says of itself (what a form to start a
+    /// run needs).
+    async fn described(app: &App, w: &WorkflowRow) -> WorkflowView {
+        let mut view = WorkflowView::of(w);
+        match app.validated(w).await {
+            Ok(v) => {
+                view.description = v.workflow.description.clone();
+                view.params = Value::Object(
+                    v.workflow
+                        .params
+                        .iter()
+                        .map(|(name, p)| {
+                            let default = if p.secret { None } else { p.default.clone() };
+                            (
+                                name.clone(),
+                                serde_json::json!({
+                                    "type": p.ty.to_string(),
+                                    "default": default,
+                                    "description": p.description,
+                                    "secret": p.secret,
+                                    "required": p.default.is_none() && p.source.is_none(),
+                                }),
+                            )
+                        })
+                        .collect(),
+                );
+            }
+            Err(e) => view.problem = Some(e.message),
+        }
+        view
     }
 }
 
@@ -97,7 +141,11 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<WorkflowView>>, ApiError> {
     auth(&app, &headers, Role::Read).await?;
     let rows = app.store.workflows().await?;
-    Ok(Json(rows.iter().map(WorkflowView::of).collect()))
+    let mut out = Vec::with_capacity(rows.len());
+    for w in &rows {
+        out.push(WorkflowView::described(&app, w).await);
+    }
+    Ok(Json(out))
 }
 
 /// A deployed workflow's latest version.
@@ -111,7 +159,7 @@ pub(crate) async fn show(
 ) -> Result<Json<WorkflowView>, ApiError> {
     auth(&app, &headers, Role::Read).await?;
     match app.store.workflow(&name, None).await? {
-        Some(w) => Ok(Json(WorkflowView::of(&w))),
+        Some(w) => Ok(Json(WorkflowView::described(&app, &w).await)),
         None => Err(ApiError::not_found(format!(
             "no workflow `{name}` is deployed"
         ))),

@@ -18,6 +18,17 @@ pub(super) struct Tables {
     tokens: BTreeMap<String, TokenRow>,
 }
 
+impl Tables {
+    /// The runs the ticks of a schedule started.
+    pub(super) fn runs_of(&self, schedule: &str) -> BTreeSet<&str> {
+        self.ticks
+            .range((schedule.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == schedule)
+            .filter_map(|(_, t)| t.run.as_deref())
+            .collect()
+    }
+}
+
 /// Which of two versions of a workflow is the later: deployed later, or at
 /// the same time with the greater digest.
 fn later(w: &WorkflowRow) -> (i64, &str) {

@@ -20,6 +20,21 @@ macro_rules! run_cols {
          status, data, created_ms, finished_ms, owner, heartbeat_ms"
     };
 }
+/// The conditions of [`StateStore::list_runs`] after the one that picks
+/// the index (`$1` status, `$2` children, `$3` limit, `$4` workflow, `$5`
+/// after, `$6` since, `$7` until; `$8`, the schedule, picks the
+/// statement); SQLite's twin says why they are written so.
+macro_rules! list_runs {
+    () => {
+        "($1::text IS NULL OR status = $1) AND ($2 OR parent_run IS NULL) \
+         AND ($4::text IS NULL OR workflow = $4) \
+         AND created_ms >= coalesce($6::bigint, -9223372036854775807) \
+         AND created_ms < coalesce($7::bigint, 9223372036854775807) \
+         AND created_ms <= coalesce((SELECT created_ms FROM runs WHERE id = $5), 9223372036854775807) \
+         AND ($5::text IS NULL OR (created_ms, id) < (SELECT created_ms, id FROM runs WHERE id = $5)) \
+         ORDER BY created_ms DESC, id DESC LIMIT $3"
+    };
+}
 macro_rules! node_cols {
     () => {
         "id, scope, key, name, kind, state, attempt, started_ms, finished_ms, data"
@@ -138,24 +153,48 @@ impl StateStore for PgStore {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        // `LIMIT NULL` is no limit.
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            run_cols!(),
-            " FROM runs \
-             WHERE ($1::text IS NULL OR status = $1) AND ($2 OR parent_run IS NULL) \
-               AND ($4::text IS NULL OR workflow = $4) \
-               AND ($5::text IS NULL OR (created_ms, id) < \
-                    (SELECT created_ms, id FROM runs WHERE id = $5)) \
-             ORDER BY created_ms DESC, id DESC LIMIT $3"
-        ))
-        .bind(filter.status.map(|s| s.as_str()))
-        .bind(filter.children)
-        .bind(filter.limit.map(i64::from))
-        .bind(filter.workflow.as_deref())
-        .bind(filter.after.as_deref())
-        .fetch_all(&self.pool)
-        .await?;
+        // One statement per index that can drive the list, as for SQLite
+        // (see `list_runs!`): a generic plan of `$4 IS NULL OR workflow =
+        // $4` could not use an index. `LIMIT NULL` is no limit.
+        let sql = if filter.schedule.is_some() {
+            // A schedule's runs by its ticks, each run by its id (the
+            // LIMIT keeps the planner from turning the lookups into a join
+            // that, on tables not analyzed yet, it would run as a nested
+            // scan): as many lookups as the schedule has ticks.
+            concat!(
+                "SELECT ",
+                run_cols!(),
+                " FROM (SELECT run_id FROM ticks WHERE schedule = $8) AS t \
+                 CROSS JOIN LATERAL (SELECT * FROM runs \
+                   WHERE runs.id = t.run_id COLLATE \"C\" LIMIT 1) AS runs WHERE ",
+                list_runs!()
+            )
+        } else if filter.workflow.is_some() {
+            concat!(
+                "SELECT ",
+                run_cols!(),
+                " FROM runs WHERE workflow = $4 AND $8::text IS NULL AND ",
+                list_runs!()
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                run_cols!(),
+                " FROM runs WHERE $8::text IS NULL AND ",
+                list_runs!()
+            )
+        };
+        let rows = sqlx::query(sql)
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(filter.children)
+            .bind(filter.limit.map(i64::from))
+            .bind(filter.workflow.as_deref())
+            .bind(filter.after.as_deref())
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(filter.schedule.as_deref())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(run_row).collect()
     }
 

@@ -5,7 +5,8 @@ use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
 use crate::{
-    ArtifactFilter, ArtifactIndex, ArtifactRow, Direction, KeyRow, LineageEdge, MemoRow, StoreError,
+    ArtifactFilter, ArtifactIndex, ArtifactRow, Direction, KeyRow, LineageEdge, MemoRow,
+    OutputFilter, RunOutput, StoreError,
 };
 
 const ART_COLS: &str = "id, digest, kind, size, files, media_type, name, run_id, node, step, \
@@ -127,6 +128,38 @@ impl ArtifactIndex for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(artifact_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn recent_outputs(&self, f: &OutputFilter) -> Result<Vec<RunOutput>, StoreError> {
+        // The runs first (`runs_workflow`), then their artifacts
+        // (`artifacts_producer`).
+        let rows = sqlx::query(
+            "SELECT r.created_ms AS run_created_ms, a.id, a.digest, a.kind, a.size, a.files, \
+                    a.media_type, a.name, a.run_id, a.node, a.step, a.step_key, a.attempt, \
+                    a.path, a.created_ms, a.tags, a.memoized_from \
+             FROM (SELECT id, created_ms FROM runs WHERE workflow = ?1 AND parent_run IS NULL \
+                   ORDER BY created_ms DESC, id DESC LIMIT ?2) AS r \
+             JOIN artifacts AS a ON a.run_id = r.id \
+             WHERE a.name = ?3 AND (?4 IS NULL OR a.step = ?4 OR a.step_key = ?4) \
+             ORDER BY r.created_ms DESC, r.id DESC, a.created_ms DESC, a.id DESC",
+        )
+        .bind(&f.workflow)
+        .bind(i64::from(f.runs))
+        .bind(&f.name)
+        .bind(&f.step)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let artifact = artifact_row(r)?;
+                Ok(RunOutput {
+                    run: artifact.run.clone().unwrap_or_default(),
+                    run_created_ms: r.try_get("run_created_ms")?,
+                    artifact,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     async fn memo(&self, key: &str) -> Result<Vec<MemoRow>, StoreError> {

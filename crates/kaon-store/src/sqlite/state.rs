@@ -11,8 +11,33 @@ use crate::{
     Batch, Message, MessageBody, NodeRow, RunFilter, RunRow, ScopeRow, StateStore, StoreError,
 };
 
-const RUN_COLS: &str = "id, workflow, path, digest, params, options, parent_run, parent_node, \
-     status, data, created_ms, finished_ms, owner, heartbeat_ms";
+macro_rules! run_cols {
+    () => {
+        "id, workflow, path, digest, params, options, parent_run, parent_node, \
+         status, data, created_ms, finished_ms, owner, heartbeat_ms"
+    };
+}
+const RUN_COLS: &str = run_cols!();
+
+/// The conditions of [`StateStore::list_runs`] after the one that picks
+/// the index (`?1` status, `?2` children, `?3` limit, `?4` workflow, `?5`
+/// after, `?6` since, `?7` until; `?8`, the schedule, picks the statement).
+/// The time bounds are
+/// always there (open ends as the extreme integers), so that an index on
+/// `created_ms` serves them; `after` bounds the range too, and the row
+/// comparison then leaves out the cursor's own millisecond up to its id (a
+/// cursor not stored gives NULL there, and so nothing).
+macro_rules! list_runs {
+    () => {
+        "(?1 IS NULL OR status = ?1) AND (?2 OR parent_run IS NULL) \
+         AND (?4 IS NULL OR workflow = ?4) \
+         AND created_ms >= coalesce(?6, -9223372036854775807) \
+         AND created_ms < coalesce(?7, 9223372036854775807) \
+         AND created_ms <= coalesce((SELECT created_ms FROM runs WHERE id = ?5), 9223372036854775807) \
+         AND (?5 IS NULL OR (created_ms, id) < (SELECT created_ms, id FROM runs WHERE id = ?5)) \
+         ORDER BY created_ms DESC, id DESC LIMIT ?3"
+    };
+}
 const NODE_COLS: &str = "id, scope, key, name, kind, state, attempt, started_ms, finished_ms, data";
 
 fn run_row(r: &SqliteRow) -> Result<RunRow, StoreError> {
@@ -121,21 +146,46 @@ impl StateStore for SqliteStore {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLS} FROM runs \
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 OR parent_run IS NULL) \
-               AND (?4 IS NULL OR workflow = ?4) \
-               AND (?5 IS NULL OR (created_ms, id) < \
-                    (SELECT created_ms, id FROM runs WHERE id = ?5)) \
-             ORDER BY created_ms DESC, id DESC LIMIT ?3"
-        ))
-        .bind(filter.status.map(|s| s.as_str()))
-        .bind(filter.children)
-        .bind(filter.limit.map(i64::from).unwrap_or(-1))
-        .bind(filter.workflow.as_deref())
-        .bind(filter.after.as_deref())
-        .fetch_all(&self.pool)
-        .await?;
+        // One statement per index that can drive the list (see
+        // `list_runs!`): SQLite plans a statement before its parameters
+        // are known, so a condition such as `?4 IS NULL OR workflow = ?4`
+        // could never use an index.
+        let sql = if filter.schedule.is_some() {
+            // A schedule's runs by its ticks (primary key), each run by
+            // its id: as many lookups as the schedule has ticks.
+            concat!(
+                "SELECT ",
+                run_cols!(),
+                " FROM (SELECT run_id FROM ticks WHERE schedule = ?8) AS t \
+                 JOIN runs ON runs.id = t.run_id WHERE ",
+                list_runs!()
+            )
+        } else if filter.workflow.is_some() {
+            concat!(
+                "SELECT ",
+                run_cols!(),
+                " FROM runs WHERE workflow = ?4 AND ?8 IS NULL AND ",
+                list_runs!()
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                run_cols!(),
+                " FROM runs WHERE ?8 IS NULL AND ",
+                list_runs!()
+            )
+        };
+        let rows = sqlx::query(sql)
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(filter.children)
+            .bind(filter.limit.map(i64::from).unwrap_or(-1))
+            .bind(filter.workflow.as_deref())
+            .bind(filter.after.as_deref())
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(filter.schedule.as_deref())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(run_row).collect()
     }
 

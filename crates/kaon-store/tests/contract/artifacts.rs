@@ -2,7 +2,8 @@
 //! lineage, memo entries and keys.
 
 use kaon_store::{
-    ArtifactFilter, ArtifactIndex, Batch, Direction, KeyRow, MemoRow, StateStore, StoreError,
+    ArtifactFilter, ArtifactIndex, Batch, Direction, KeyRow, MemoRow, OutputFilter, StateStore,
+    StoreError,
 };
 
 use crate::fixtures::{art, read, run};
@@ -167,4 +168,98 @@ pub async fn artifact_prefixes_and_first_rows<S: StateStore + ArtifactIndex>(s: 
     for none in ["a2", "a1_", "a1%", "b", "blake3:1"] {
         assert_eq!(found(none).await.unwrap(), None, "{none}");
     }
+}
+
+/// `recent_outputs`: the latest runs of the workflow are chosen first, then
+/// their artifacts of that name (of that step, when given): newest run
+/// first; a run without one gives nothing; a child run, another workflow's
+/// run and another name are left out; a memoized step's row counts as its
+/// run's.
+pub async fn outputs_of_a_workflows_latest_runs<S: StateStore + ArtifactIndex>(s: &S) {
+    for (id, wf, created, parent) in [
+        ("r1", "wf", 10, None),
+        ("r2", "wf", 20, None),
+        ("r3", "wf", 30, None),
+        ("r4", "wf", 40, None),
+        ("o1", "other", 35, None),
+        ("c1", "wf", 36, Some(("r3", 9))),
+    ] {
+        let mut r = run(id, created, parent);
+        r.workflow = wf.into();
+        s.create_run(&r).await.unwrap();
+    }
+    let mut memoized = art("a22", "r2", 2, "metrics", 21);
+    memoized.memoized_from = Some("a11".into());
+    let mut other_step = art("a23", "r2", 3, "metrics", 22);
+    other_step.step_key = Some("step3[reg=eu]".into());
+    let batch = Batch {
+        artifacts: vec![
+            art("a11", "r1", 2, "metrics", 11),
+            memoized,
+            other_step,
+            art("a31", "r3", 2, "model", 31),
+            art("a41", "r4", 2, "metrics", 41),
+            art("a51", "o1", 2, "metrics", 36),
+            art("a61", "c1", 2, "metrics", 37),
+        ],
+        ..Default::default()
+    };
+    s.commit(&[batch]).await.unwrap();
+    let got = |runs: u32, step: Option<&str>| {
+        let f = OutputFilter {
+            workflow: "wf".into(),
+            name: "metrics".into(),
+            step: step.map(str::to_string),
+            runs,
+        };
+        async move {
+            s.recent_outputs(&f)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| {
+                    assert_eq!(o.artifact.run.as_deref(), Some(o.run.as_str()));
+                    (o.run, o.run_created_ms, o.artifact.id)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let t = |r: &str, c: i64, a: &str| (r.to_string(), c, a.to_string());
+    assert_eq!(
+        got(10, None).await,
+        [
+            t("r4", 40, "a41"),
+            t("r2", 20, "a23"),
+            t("r2", 20, "a22"),
+            t("r1", 10, "a11"),
+        ]
+    );
+    // The latest two runs are r4 and r3; r3 has no metrics.
+    assert_eq!(got(2, None).await, [t("r4", 40, "a41")]);
+    assert_eq!(
+        got(10, Some("step2")).await,
+        [t("r4", 40, "a41"), t("r2", 20, "a22"), t("r1", 10, "a11")]
+    );
+    assert_eq!(got(10, Some("step3[reg=eu]")).await, [t("r2", 20, "a23")]);
+    let memo = s
+        .recent_outputs(&OutputFilter {
+            workflow: "wf".into(),
+            name: "metrics".into(),
+            step: Some("step2".into()),
+            runs: 3,
+        })
+        .await
+        .unwrap();
+    assert_eq!(memo[1].artifact.memoized_from.as_deref(), Some("a11"));
+    assert!(
+        s.recent_outputs(&OutputFilter {
+            workflow: "nosuch".into(),
+            name: "metrics".into(),
+            step: None,
+            runs: 10,
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
 }

@@ -34,8 +34,10 @@ macro_rules! contract {
             state::later_rows_of_a_commit_win,
             state::concurrent_claims_have_one_winner,
             state::lists_one_workflow_a_page_at_a_time,
+            state::lists_runs_of_a_window_and_a_schedule,
             artifacts::artifacts_lineage_and_memo,
             artifacts::artifact_prefixes_and_first_rows,
+            artifacts::outputs_of_a_workflows_latest_runs,
         );
     };
     (@tests $name:ident, $make:expr, $($module:ident :: $test:ident),+ $(,)?) => {

@@ -97,3 +97,12 @@ async fn retryable_errors_are_transient() {
     assert!(refused.is_transient(), "{refused:?}");
     assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
 }
+
+/// A page of a workflow with 10,000 runs among 20,000, of a window and of
+/// a schedule comes from an index.
+#[tokio::test]
+async fn lists_a_page_of_many_runs_quickly() {
+    let db = kaon_pgtest::database().await;
+    let s = PgStore::connect_and_migrate(db.url()).await.unwrap();
+    state::lists_a_page_of_many_runs_quickly(&s).await;
+}

@@ -27,3 +27,14 @@ async fn stored_text_is_unchanged_and_unknown_text_is_damaged() {
         .unwrap();
     damaged::stored_text_is_unchanged_and_unknown_text_is_damaged(&s, Raw::Sqlite(raw)).await;
 }
+
+/// A page of a workflow with 10,000 runs among 20,000, of a window and of
+/// a schedule comes from an index (in a file, as a server keeps it).
+#[tokio::test]
+async fn lists_a_page_of_many_runs_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("kaon.db"), Durability::Process)
+        .await
+        .unwrap();
+    state::lists_a_page_of_many_runs_quickly(&s).await;
+}
