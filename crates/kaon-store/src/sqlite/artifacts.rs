@@ -65,7 +65,7 @@ impl ArtifactIndex for SqliteStore {
     async fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>, StoreError> {
         if let Some(r) = sqlx::query(&format!("SELECT {ART_COLS} FROM artifacts WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?
         {
             return Ok(Some(artifact_row(&r)?));
@@ -84,7 +84,7 @@ impl ArtifactIndex for SqliteStore {
         ))
         .bind(id)
         .bind(&digest)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         if rows.len() == 1 {
             return Ok(Some(artifact_row(&rows[0])?));
@@ -114,7 +114,7 @@ impl ArtifactIndex for SqliteStore {
         .bind(&f.name)
         .bind(&f.digest)
         .bind(f.limit.map(i64::from).unwrap_or(-1))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         Ok(rows.iter().map(artifact_row).collect::<Result<_, _>>()?)
     }
@@ -125,7 +125,7 @@ impl ArtifactIndex for SqliteStore {
         ))
         .bind(run)
         .bind(i64::from(node))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         Ok(rows.iter().map(artifact_row).collect::<Result<_, _>>()?)
     }
@@ -147,7 +147,7 @@ impl ArtifactIndex for SqliteStore {
         .bind(i64::from(f.runs))
         .bind(&f.name)
         .bind(&f.step)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -168,7 +168,7 @@ impl ArtifactIndex for SqliteStore {
              FROM memo WHERE key = ?1 ORDER BY created_ms DESC LIMIT 8",
         )
         .bind(key)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         Ok(rows.iter().map(memo_row).collect::<Result<_, _>>()?)
     }
@@ -190,7 +190,7 @@ impl ArtifactIndex for SqliteStore {
         )
         .bind(step)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         Ok(rows.iter().map(key_row).collect::<Result<_, _>>()?)
     }
@@ -202,7 +202,7 @@ impl ArtifactIndex for SqliteStore {
         )
         .bind(run)
         .bind(i64::from(node))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         Ok(row.as_ref().map(key_row).transpose()?)
     }
@@ -245,7 +245,7 @@ impl ArtifactIndex for SqliteStore {
         let rows = sqlx::query(sql)
             .bind(id)
             .bind(i64::from(depth))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
@@ -266,7 +266,7 @@ impl ArtifactIndex for SqliteStore {
 
     async fn digests(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT DISTINCT digest, kind FROM artifacts")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         Ok(rows
             .iter()

@@ -36,7 +36,13 @@ pub enum Durability {
 /// The SQLite state store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// The one writer: every transaction and write goes here, in turn.
     pool: SqlitePool,
+    /// Readers beside the writer (WAL lets them run while it commits), so
+    /// that an API's reads neither wait for the driver's commits nor hold
+    /// them up. The same pool as `pool` for an in-memory database, which
+    /// exists only on its one connection.
+    read: SqlitePool,
     /// The database file and its (device, inode) when opened, to notice it
     /// being deleted or replaced.
     file: Option<(std::path::PathBuf, u64, u64)>,

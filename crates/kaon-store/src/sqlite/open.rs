@@ -49,6 +49,10 @@ fn read_only(dir: &Path, source: std::io::Error) -> Result<StoreError, std::io::
     }
 }
 
+/// Read connections of a database file: enough for a server's API
+/// handlers and its loop to read at once on a small machine.
+const READERS: u32 = 4;
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `path` and brings its
     /// schema up to date.
@@ -113,7 +117,11 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let mut store = Self::connect(opts).await?;
+        let mut store = Self::connect(opts.clone()).await?;
+        store.read = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(opts.read_only(true))
+            .await?;
         drop(lock);
         store.file = Some((path.to_path_buf(), meta.dev(), meta.ino()));
         Ok(store)
@@ -133,6 +141,10 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool, file: None })
+        Ok(SqliteStore {
+            read: pool.clone(),
+            pool,
+            file: None,
+        })
     }
 }

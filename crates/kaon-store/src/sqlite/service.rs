@@ -152,7 +152,7 @@ impl ServiceStore for SqliteStore {
                     OR (o.deployed_ms = w.deployed_ms AND o.digest > w.digest))) \
              ORDER BY name"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         all(&rows, workflow_row)
     }
@@ -168,7 +168,7 @@ impl ServiceStore for SqliteStore {
         ))
         .bind(name)
         .bind(digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         Ok(row.as_ref().map(workflow_row).transpose()?)
     }
@@ -177,7 +177,7 @@ impl ServiceStore for SqliteStore {
         let rows = sqlx::query(&format!(
             "SELECT {SCHEDULE_COLS} FROM schedules ORDER BY id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         all(&rows, schedule_row)
     }
@@ -230,7 +230,7 @@ impl ServiceStore for SqliteStore {
         ))
         .bind(schedule)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         all(&rows, tick_row)
     }
@@ -246,7 +246,7 @@ impl ServiceStore for SqliteStore {
         ))
         .bind(schedule)
         .bind(outcome)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         Ok(row.as_ref().map(tick_row).transpose()?)
     }
@@ -256,7 +256,7 @@ impl ServiceStore for SqliteStore {
             "SELECT {TICK_COLS} FROM ticks WHERE outcome = ? ORDER BY due_ms, schedule, tick"
         ))
         .bind(outcome)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         all(&rows, tick_row)
     }
@@ -283,7 +283,7 @@ impl ServiceStore for SqliteStore {
     async fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
         let row = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         Ok(row.as_ref().map(token_row).transpose()?)
     }
@@ -295,7 +295,7 @@ impl ServiceStore for SqliteStore {
             "SELECT {TOKEN_COLS} FROM tokens WHERE substr(role, 1, 4) <> 'run:' \
              ORDER BY created_ms DESC, id DESC"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         all(&rows, token_row)
     }

@@ -140,7 +140,7 @@ impl StateStore for SqliteStore {
     async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
         let row = sqlx::query(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(run_row).transpose()
     }
@@ -184,7 +184,7 @@ impl StateStore for SqliteStore {
             .bind(filter.since)
             .bind(filter.until)
             .bind(filter.schedule.as_deref())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(run_row).collect()
     }
@@ -194,7 +194,7 @@ impl StateStore for SqliteStore {
             "SELECT {RUN_COLS} FROM runs WHERE parent_run = ? ORDER BY created_ms, id"
         ))
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(run_row).collect()
     }
@@ -204,7 +204,7 @@ impl StateStore for SqliteStore {
             "SELECT id, tmpl, parent, idx, vars FROM scopes WHERE run_id = ? ORDER BY id",
         )
         .bind(run)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -225,7 +225,7 @@ impl StateStore for SqliteStore {
             "SELECT {NODE_COLS} FROM nodes WHERE run_id = ? ORDER BY id"
         ))
         .bind(run)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(|r| node_row(run, r)).collect()
     }
@@ -236,7 +236,7 @@ impl StateStore for SqliteStore {
         ))
         .bind(run)
         .bind(name)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(|r| node_row(run, r)).collect()
     }
@@ -319,7 +319,7 @@ impl StateStore for SqliteStore {
              WHERE run_id = ? AND consumed_ms IS NULL ORDER BY id",
         )
         .bind(run)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
