@@ -7,6 +7,7 @@ mod artifacts;
 mod auth;
 mod cli;
 mod harness;
+mod launch;
 mod schedules;
 mod takeover;
 mod ui;

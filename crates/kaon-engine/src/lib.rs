@@ -30,6 +30,6 @@ pub use event::{
 pub use program::Program;
 pub use run::{Delta, NodeRecord, RunState, ScopeRecord};
 pub use state::{
-    Failure, FailureClass, FailurePolicy, KillReason, Millis, NodeData, NodeInfo, RunData,
-    RunOptions, RunStatus, SkipReason, StepState,
+    AttemptOutcome, AttemptRecord, Failure, FailureClass, FailurePolicy, KillReason, Millis,
+    NodeData, NodeInfo, RunData, RunOptions, RunStatus, SkipReason, StepState,
 };

@@ -263,6 +263,77 @@ pub struct NodeInfo {
     /// The memo key the current (or last) attempt ran under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memo_key: Option<String>,
+    /// The attempts that ended, oldest first, one record each: failed
+    /// (then retried or not), succeeded, cancelled. A memoized step has
+    /// none (it did not run), nor has a step whose first attempt
+    /// succeeded (its own fields say it all), and a retry by hand keeps
+    /// the earlier ones.
+    /// At most [`MAX_HISTORY`], the latest: a step retried without end
+    /// must not grow its stored data without bound. See
+    /// [`NodeInfo::record_attempt`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptRecord>,
+}
+
+/// How many attempt records a node keeps ([`NodeInfo::history`]).
+pub const MAX_HISTORY: usize = 50;
+
+impl NodeInfo {
+    /// Appends the record of an attempt that ended, dropping the oldest
+    /// beyond [`MAX_HISTORY`]. An attempt already recorded (the last
+    /// record has its number) is not recorded again: the first record of
+    /// an attempt, made where its exit is known best, stands.
+    ///
+    /// A first attempt that succeeded leaves no record: the node's own
+    /// `started`, `finished` and `exit_code` are that attempt, and a sweep
+    /// of 30,000 items would otherwise carry 30,000 copies of them to every
+    /// page that shows it. A history, once begun, holds every attempt.
+    pub fn record_attempt(&mut self, r: AttemptRecord) {
+        if self.history.last().is_some_and(|l| l.attempt == r.attempt) {
+            return;
+        }
+        if self.history.is_empty() && r.attempt == 1 && r.state == AttemptOutcome::Succeeded {
+            return;
+        }
+        self.history.push(r);
+        if self.history.len() > MAX_HISTORY {
+            let extra = self.history.len() - MAX_HISTORY;
+            self.history.drain(..extra);
+        }
+    }
+}
+
+/// One attempt of a step that ended: when, its exit, and why it failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The attempt's number (1 for the first).
+    pub attempt: u32,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Millis>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Millis>,
+    /// Its exit status, when the process exited with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// How it ended.
+    pub state: AttemptOutcome,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// It succeeded.
+    Succeeded,
+    /// It failed (and was retried, or the step failed).
+    Failed,
+    /// It was stopped by a cancel.
+    Cancelled,
 }
 
 fn is_zero(n: &u32) -> bool {

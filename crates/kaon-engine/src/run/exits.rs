@@ -6,8 +6,9 @@ use serde_json::{Map, Value};
 use super::RunState;
 use crate::eval;
 use crate::event::{Action, Exit, NodeId, Timer};
+use crate::program::TNode;
 use crate::retry::backoff;
-use crate::state::{Failure, FailureClass, KillReason, StepState};
+use crate::state::{AttemptOutcome, AttemptRecord, Failure, FailureClass, KillReason, StepState};
 
 impl RunState {
     pub(super) fn exited(
@@ -21,7 +22,14 @@ impl RunState {
         if let Exit::Code { code } = exit {
             self.nodes[n as usize].info.exit_code = Some(code);
         }
+        // This attempt's own exit status, for its record.
+        let code = match &exit {
+            Exit::Code { code } => Some(*code),
+            Exit::Failed { code, .. } => *code,
+            Exit::Signal { .. } | Exit::Lost { .. } => None,
+        };
         if kill == Some(KillReason::Cancel) {
+            self.record_attempt(n, code, None, AttemptOutcome::Cancelled);
             self.finish(n, StepState::Cancelled);
             return;
         }
@@ -36,12 +44,14 @@ impl RunState {
                 message: format!("timed out{t}"),
                 exit_code: None,
             };
+            self.record_attempt(n, code, Some(&f), AttemptOutcome::Failed);
             self.attempt_failed(n, f);
             return;
         }
         let f = match exit {
             Exit::Code { code: 0 } => match self.check_outputs(n, outputs, problems) {
                 Ok(outs) => {
+                    self.record_attempt(n, code, None, AttemptOutcome::Succeeded);
                     let info = &mut self.nodes[n as usize].info;
                     info.outputs = (!outs.is_empty()).then_some(outs);
                     if let Some(p) = &mut info.progress {
@@ -77,7 +87,43 @@ impl RunState {
             },
             Exit::Lost { message } => Failure::platform(message),
         };
+        self.record_attempt(n, code, Some(&f), AttemptOutcome::Failed);
         self.attempt_failed(n, f);
+    }
+
+    /// Records the end of the attempt under way on step node `n` in its
+    /// history ([`crate::NodeInfo::history`]): how it ended, its exit
+    /// status, and its failure when it failed. Called where an attempt
+    /// ends, before the node leaves its active state (first where the
+    /// exit is known, then again, harmlessly, on the way out through
+    /// [`RunState::attempt_failed`] or [`RunState::finish`]). Nothing when
+    /// no attempt is under way, for blocks (which run no attempts), or
+    /// when this attempt was recorded already.
+    pub(super) fn record_attempt(
+        &mut self,
+        n: u32,
+        exit_code: Option<i32>,
+        failure: Option<&Failure>,
+        state: AttemptOutcome,
+    ) {
+        let Some(attempt) = self.nodes[n as usize].state.attempt() else {
+            return;
+        };
+        if !matches!(self.tnode(NodeId(n)), TNode::Step { .. }) {
+            return;
+        }
+        let now = self.now;
+        let info = &mut self.nodes[n as usize].info;
+        let started = info.attempt_started;
+        info.record_attempt(AttemptRecord {
+            attempt,
+            started,
+            finished: Some(now),
+            exit_code,
+            failure: failure.cloned(),
+            state,
+        });
+        self.mark(n);
     }
 
     pub(super) fn check_outputs(
@@ -125,6 +171,8 @@ impl RunState {
             .and_then(|s| s.retry_backoff_max)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(self.options.retry_backoff_max_ms);
+        // Recorded here unless the exit was (with its status).
+        self.record_attempt(n, f.exit_code, Some(&f), AttemptOutcome::Failed);
         let info = &mut self.nodes[n as usize].info;
         info.kill = None;
         if f.exit_code.is_some() {

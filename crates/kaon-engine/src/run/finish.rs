@@ -7,7 +7,7 @@ use super::resolve::Ctx;
 use super::{RunState, Work};
 use crate::eval;
 use crate::event::{Action, NodeId};
-use crate::state::{FailurePolicy, RunStatus, SkipReason, StepState};
+use crate::state::{AttemptOutcome, FailurePolicy, RunStatus, SkipReason, StepState};
 
 impl RunState {
     /// Moves a node to a terminal state and queues what follows from it.
@@ -15,6 +15,18 @@ impl RunState {
         debug_assert!(s.is_terminal());
         if self.nodes[n as usize].state.is_terminal() {
             return;
+        }
+        // An attempt ending here (a wait woken, a child run ended, a wait
+        // cancelled) is recorded; one that exited was already, with its
+        // exit status. A memoized step did not run.
+        match &s {
+            StepState::Succeeded => self.record_attempt(n, None, None, AttemptOutcome::Succeeded),
+            StepState::Failed { failure } => {
+                let f = failure.clone();
+                self.record_attempt(n, None, Some(&f), AttemptOutcome::Failed);
+            }
+            StepState::Cancelled => self.record_attempt(n, None, None, AttemptOutcome::Cancelled),
+            _ => {}
         }
         let node = &mut self.nodes[n as usize];
         node.state = s;

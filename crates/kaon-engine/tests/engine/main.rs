@@ -9,6 +9,7 @@ mod child;
 mod exits;
 mod expand;
 mod finish;
+mod history;
 mod launch;
 mod recovery;
 mod retry;

@@ -13,6 +13,7 @@
 
 pub mod explain;
 mod key;
+pub mod launch;
 mod reuse;
 
 pub use key::{CodeCache, Hidden, memo_key};

@@ -75,15 +75,29 @@ pub(crate) async fn content(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let blobs = blobs(&app)?;
-    let stream = blobs
-        .read_stream(&digest)
-        .await
-        .map_err(|e| artifact_error(&a, e))?;
-    let id = a.id.clone();
-    let stream = stream
-        .map(move |c| c.inspect_err(|e| eprintln!("kaon server: serving artifact {id}: {e}")));
+    // A small blob is read and checked whole before any header goes out,
+    // so that a corrupt one is a plain error answer; a large one streams,
+    // and a corrupt one cuts the connection at its end.
+    let body =
+        if a.size >= 0 && a.size <= WHOLE {
+            Body::from(
+                blobs
+                    .read_bytes(&digest)
+                    .await
+                    .map_err(|e| artifact_error(&a, e))?,
+            )
+        } else {
+            let stream = blobs
+                .read_stream(&digest)
+                .await
+                .map_err(|e| artifact_error(&a, e))?;
+            let id = a.id.clone();
+            Body::from_stream(stream.map(move |c| {
+                c.inspect_err(|e| eprintln!("kaon server: serving artifact {id}: {e}"))
+            }))
+        };
     let media = served_type(&a);
-    let mut out = Response::new(Body::from_stream(stream));
+    let mut out = Response::new(body);
     let h = out.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -113,6 +127,9 @@ pub(crate) async fn content(
 }
 
 /// An artifact by id or unique prefix; 404 when there is none.
+/// Blobs up to this size are checked before their answer starts.
+const WHOLE: i64 = 1 << 20;
+
 pub(super) async fn find(app: &App, id: &str) -> Result<ArtifactRow, ApiError> {
     app.store
         .artifact(id)

@@ -50,10 +50,10 @@ pub(crate) async fn of_run(
     let snapshot = super::runs::detail(&app, &id).await?;
     let (tx, rx) = mpsc::channel(256);
     let ended = snapshot.run.status != "running";
-    let first = event(
-        "snapshot",
-        &serde_json::to_value(&snapshot).unwrap_or(Value::Null),
-    );
+    // Printed straight to text: a snapshot can hold 30,000 nodes.
+    let first = Event::default()
+        .event("snapshot")
+        .data(serde_json::to_string(&snapshot).unwrap_or_else(|_| "null".into()));
     let _ = tx.send(first).await;
     if ended {
         let _ = tx

@@ -15,6 +15,7 @@ mod preview;
 mod runs;
 mod schedules;
 mod series;
+mod steps;
 mod tokens;
 mod views;
 mod workflows;
@@ -53,6 +54,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{id}/logs", get(logs::page))
         .route("/api/v1/runs/{id}/events", get(events::of_run))
         .route("/api/v1/runs/{id}/graph", get(graph::show))
+        .route("/api/v1/runs/{id}/steps/{key}/launch", get(steps::launch))
         .route("/api/v1/events", get(events::all))
         .route("/api/v1/artifacts", get(artifacts::list))
         .route("/api/v1/artifacts/{id}", get(artifacts::show))
@@ -98,6 +100,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         events::of_run,
         events::all,
         graph::show,
+        steps::launch,
         artifacts::list,
         artifacts::show,
         artifacts::lineage,

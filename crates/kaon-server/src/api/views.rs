@@ -3,6 +3,7 @@
 use kaon_engine::ScopeRecord;
 use kaon_store::{NodeRow, RunRow, ScopeRow};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -117,7 +118,7 @@ pub(crate) struct NodeView {
     pub finished_ms: Option<i64>,
     /// Facts of its state: exit, reason, outputs, Spark progress.
     #[schema(value_type = Object)]
-    pub data: Value,
+    pub data: Box<RawValue>,
 }
 
 impl NodeView {
@@ -132,7 +133,7 @@ impl NodeView {
             attempt: n.attempt,
             started_ms: n.started_ms,
             finished_ms: n.finished_ms,
-            data: serde_json::from_str(&n.data).unwrap_or(Value::Null),
+            data: raw(&n.data),
         }
     }
 }
@@ -193,4 +194,12 @@ pub(crate) struct RunDetail {
     pub nodes: Vec<NodeView>,
     /// Its sub-workflows' runs.
     pub children: Vec<RunView>,
+}
+
+/// A stored JSON text passed through as it is: a run page's snapshot of
+/// 30,000 nodes would otherwise parse and print every node's data again.
+/// Text that does not read as JSON (a damaged row) shows as `null`.
+fn raw(stored: &str) -> Box<RawValue> {
+    // `Box<RawValue>`'s default is `null`.
+    RawValue::from_string(stored.to_string()).unwrap_or_default()
 }
