@@ -102,8 +102,17 @@ async fn a_runs_graph_and_scopes_map_every_node_and_scopes_stream_live() {
     server.deploy(&wf).await;
     let id = server.submit("shapes", json!({})).await;
 
-    // The stream, opened while the run waits at its gate: scopes made
-    // after the snapshot come on `nodes` events.
+    // The stream, opened once the run waits at its gate (its first commit,
+    // scope 0 with it, is in): scopes made after the snapshot come on
+    // `nodes` events.
+    server
+        .wait(&id, Duration::from_secs(30), |v| {
+            v["nodes"].as_array().is_some_and(|ns| {
+                ns.iter()
+                    .any(|n| n["name"] == "gate" && n["state"] == "running")
+            })
+        })
+        .await;
     let mut events = server.events(&id).await;
     let (first, snap) = events.next(Duration::from_secs(30)).await.unwrap();
     assert_eq!(first, "snapshot");

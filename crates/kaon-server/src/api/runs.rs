@@ -167,8 +167,13 @@ pub(crate) async fn show(
 /// A run, its nodes and children, as the API shows them.
 pub(crate) async fn detail(app: &App, id: &str) -> Result<RunDetail, ApiError> {
     let row = app.run_row(id).await?;
-    let scopes = app.store.scopes(id).await?;
+    // Nodes before scopes: the reads are separate (and, on SQLite, may be
+    // on different connections) and a commit can fall between them. A
+    // scope is committed with or before the nodes in it and never goes
+    // away, so read in this order every node's scope is there; read the
+    // other way, a run's first commit could show its nodes without scope 0.
     let nodes = app.store.nodes(id).await?;
+    let scopes = app.store.scopes(id).await?;
     let children = app.store.children(id).await?;
     Ok(RunDetail {
         run: RunView::of(&row),
