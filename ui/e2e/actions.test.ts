@@ -37,6 +37,9 @@ test('cancel from the UI: the sleeping run ends cancelled', { timeout: 120_000 }
   const nap = page.locator('[data-testid=dag-node][data-name=nap]');
   await until('nap is shown running', 20_000, async () => (await nap.getAttribute('data-state')) === 'running');
   assert.match(await statusText(page), /running/);
+  // A run with no wait step offers no signal; cancel it does.
+  await page.locator('[data-testid=run-cancel]').waitFor();
+  assert.equal(await page.locator('[data-testid=signal-open]').count(), 0, 'no signal form for a run without wait steps');
 
   const dialogs: string[] = [];
   page.on('dialog', (d) => {

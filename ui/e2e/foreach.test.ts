@@ -132,9 +132,13 @@ test("a failed item's logs are visible: its drawer shows the stderr message", { 
   const log = drawer.locator('[data-testid=log-view]');
   await log.waitFor();
   const want = `item ${item} is a multiple of ${EVERY}: failing on purpose`;
-  // The message is on stderr: its tab shows it.
-  await drawer.locator('[data-testid=log-stream-stderr]').click();
+  // The message is on stderr, where a failed step's logs open.
   await until('the log view shows the stderr message', 10_000, async () => ((await log.textContent()) ?? '').includes(want));
+  // The stdout tab does not have it; stderr again does.
+  await drawer.locator('[data-testid=log-stream-stdout]').click();
+  await until('the stdout tab shows stdout', 10_000, async () => !((await log.textContent()) ?? '').includes(want));
+  await drawer.locator('[data-testid=log-stream-stderr]').click();
+  await until('the stderr tab shows the message again', 10_000, async () => ((await log.textContent()) ?? '').includes(want));
   await screenshot(page, 'step-logs');
   await drawer.locator('[data-testid=drawer-close]').click();
   await until('the drawer closes', 5_000, async () => !(await drawer.isVisible()));

@@ -320,6 +320,8 @@ export function follow(
       else requestAnimationFrame(flush);
     }
   };
+  const m = /\/runs\/([^/?]+)\/events/.exec(path);
+  const streamRun = m ? decodeURIComponent(m[1]) : null;
   const run = async () => {
     while (!ctrl.signal.aborted) {
       let ended = false;
@@ -348,7 +350,9 @@ export function follow(
             parsed = data.join('\n');
           }
           push({ event, data: parsed });
-          if (event === 'finished') ended = true;
+          // A run's stream also carries its sub-workflows' ends: only its
+          // own ends it.
+          if (event === 'finished' && (parsed as { run?: unknown } | null)?.run === streamRun) ended = true;
         };
         for (;;) {
           const { value, done } = await reader.read();
@@ -378,7 +382,7 @@ export function follow(
         opts.onError?.(e);
         if (e instanceof ApiError && (e.status === 401 || e.status === 403 || e.status === 404)) return;
       }
-      if (ended && path.includes('/runs/')) return;
+      if (ended) return;
       await new Promise((res) => setTimeout(res, opts.retryMs ?? 2000));
     }
   };

@@ -200,7 +200,9 @@ pub async fn authorize<S: ServiceStore>(
 /// domain at 127.0.0.1, DNS rebinding, sends its domain), and an `Origin`,
 /// when there is one, is that same host (a form another site posts here
 /// carries the other site's origin; the browser does not let the page set
-/// it). 403 for a cross-site request, or when `role` does not allow
+/// it), nor does `Sec-Fetch-Site` say another site sent it (an <img> or
+/// <script> carries no `Origin`). 403 for a cross-site request, or when
+/// `role` does not allow
 /// `need`.
 pub fn anonymous(headers: &HeaderMap, role: Role, need: Role) -> Result<Caller, ApiError> {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
@@ -220,6 +222,19 @@ pub fn anonymous(headers: &HeaderMap, role: Role, need: Role) -> Result<Caller, 
                 "a request from the page at {origin} may not act as the local user of {host}"
             )));
         }
+    }
+    // Browsers send no `Origin` with an <img>, a classic <script> or a
+    // link followed from another site, but every current one says where a
+    // request comes from in `Sec-Fetch-Site`: only this server's own pages
+    // (`same-origin`) and an address typed or bookmarked (`none`) act as
+    // the local user.
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        return Err(ApiError::forbidden(format!(
+            "a request from another site ({site}) may not act as the local user of {host}"
+        )));
     }
     if role < need {
         return Err(ApiError::forbidden(format!(
@@ -410,6 +425,21 @@ mod tests {
                 .await
                 .expect_err(origin);
             assert_eq!(e.status, axum::http::StatusCode::FORBIDDEN, "{origin}");
+        }
+        // An <img> or <script> of another site's page: no Origin, but the
+        // browser says it crossed sites.
+        for site in ["cross-site", "same-site"] {
+            let h = headers(&[("host", "127.0.0.1:8484"), ("sec-fetch-site", site)]);
+            let e = authorize(&store, &h, Role::Read, anon)
+                .await
+                .expect_err(site);
+            assert_eq!(e.status, axum::http::StatusCode::FORBIDDEN, "{site}");
+        }
+        for site in ["same-origin", "none"] {
+            let h = headers(&[("host", "127.0.0.1:8484"), ("sec-fetch-site", site)]);
+            authorize(&store, &h, Role::Read, anon)
+                .await
+                .unwrap_or_else(|e| panic!("{site}: {}", e.message));
         }
     }
 

@@ -131,13 +131,20 @@ mod tests {
     fn the_page_and_every_asset_it_names_are_embedded() {
         let page = Dist::get("index.html").expect("ui/dist/index.html is embedded");
         let text = String::from_utf8(page.data.into_owned()).unwrap();
+        let mut named = 0;
         for part in text.split("/assets/").skip(1) {
             let name = part.split('"').next().unwrap();
             assert!(
                 Dist::get(&format!("assets/{name}")).is_some(),
                 "index.html names assets/{name}, which is not embedded"
             );
+            named += 1;
         }
+        // The script and the style sheet, named from the root.
+        assert!(
+            named >= 2,
+            "index.html names {named} assets under /assets/:\n{text}"
+        );
     }
 
     #[test]

@@ -104,7 +104,10 @@ pub(crate) async fn content(
         HeaderValue::from_str(&media)
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.size.max(0)));
+    // A size the row does not know (negative) is left to the body.
+    if a.size >= 0 {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.size));
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
